@@ -1,0 +1,19 @@
+//! ferry: migrate a live Redis-compatible keyspace and keep it in step.
+//!
+//! Map of the crate (data flows top to bottom):
+//!
+//! * [`resp`]: RESP2/RESP3 frames. A pure, incremental decoder that reports the exact
+//!   byte length of every frame (replication offsets depend on it), and an encoder.
+//! * [`rdb`]: the streaming RDB decoder. A pure state machine fed arbitrary chunks; it
+//!   yields events (header, aux fields, key metadata, then the value in pieces) and never
+//!   needs a whole snapshot or a whole value in memory. One file per encoding.
+//! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
+//!   summary.
+//! * [`util`]: small shared helpers (byte escaping, glob matching).
+//!
+//! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
+//! live in `source` and `target`, and `sync` is the one place that wires them together.
+
+pub mod rdb;
+pub mod resp;
+pub mod util;
