@@ -14,6 +14,8 @@
 //! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
 
+pub mod cli;
+pub mod inspect;
 pub mod rdb;
 pub mod resp;
 pub mod util;

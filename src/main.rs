@@ -1,1 +1,66 @@
-fn main() {}
+//! The `ferry` binary: parse the command line, run, map errors to exit codes.
+
+use std::io::{self, BufWriter};
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferry::cli::{Cli, Command, InspectFormat, RdbCommand};
+use ferry::inspect::{self, InspectError};
+use ferry::rdb::DecoderConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rdb {
+            command: RdbCommand::Inspect(args),
+        } => rdb_inspect(args),
+    }
+}
+
+fn rdb_inspect(args: ferry::cli::InspectArgs) -> ExitCode {
+    let name = args.file.display().to_string();
+    let (input, total): (Box<dyn io::Read>, Option<u64>) = if name == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        match std::fs::File::open(&args.file) {
+            Ok(f) => {
+                let len = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), len)
+            }
+            Err(e) => {
+                eprintln!("ferry: cannot open {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let opts = inspect::Options {
+        format: match args.format {
+            InspectFormat::Jsonl => inspect::Format::Jsonl,
+            InspectFormat::Summary => inspect::Format::Summary,
+        },
+        db: args.db,
+        key_pattern: args.key_pattern.map(String::into_bytes),
+        decoder: DecoderConfig {
+            chunk_threshold: args.chunk_threshold,
+            max_element: args.max_element,
+            raw_capture_max: 0,
+            verify_checksum: !args.no_checksum,
+            total_len: total,
+        },
+        top: args.top,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    match inspect::run(input, &mut out, &opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(InspectError::Rdb(e)) => {
+            eprintln!("ferry: {name}: {e}");
+            ExitCode::from(1)
+        }
+        Err(InspectError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(InspectError::Io(e)) => {
+            eprintln!("ferry: {name}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Decoder tests over generated and hand-built RDBs. Real files and real servers are
+//! covered by the integration tests in `tests/`.
+
+use super::collect::{collect, collect_split, Rdb, Value};
+use super::writer::RdbWriter;
+use super::*;
+
+fn cfg() -> DecoderConfig {
+    DecoderConfig {
+        chunk_threshold: 64,
+        raw_capture_max: 1 << 20,
+        ..Default::default()
+    }
+}
+
+fn sample() -> Vec<u8> {
+    let mut w = RdbWriter::new(11);
+    w.aux(b"redis-ver", b"7.2.4");
+    w.select_db(0);
+    w.resize_db(6, 1);
+    w.string(b"plain", b"hello", None);
+    w.string(b"bin\r\n\x00key", b"v\r\n\x00\xff", Some(1_900_000_000_000));
+    w.string(b"big", &vec![b'x'; 1000], None);
+    w.list(b"list", &[&b"a"[..], &vec![b'y'; 300][..], b"c"]);
+    w.set(b"set", &[&b"m1"[..], &vec![b'z'; 200][..]]);
+    w.zset(
+        b"zset",
+        &[
+            (&b"a"[..], 1.5),
+            (b"b", f64::INFINITY),
+            (b"c", -0.1),
+            (b"d", 1e300),
+        ],
+    );
+    w.select_db(3);
+    w.hash(
+        b"hash",
+        &[(&b"f"[..], &b"v"[..]), (b"g", &vec![b'w'; 500][..])],
+    );
+    w.raw(&[RDB_OPCODE_AUX_FOR_TESTS]);
+    w.write_str(b"lua");
+    w.write_str(b"return 1");
+    w.finish()
+}
+
+const RDB_OPCODE_AUX_FOR_TESTS: u8 = decoder::RDB_OPCODE_AUX;
+
+fn check_sample(r: &Rdb) {
+    assert_eq!(r.version, 11);
+    assert_eq!(r.keys.len(), 7);
+    assert_eq!(
+        r.aux.len(),
+        2,
+        "aux between keys and after the last db is read"
+    );
+    let k = &r.keys[1];
+    assert_eq!(k.key, b"bin\r\n\x00key");
+    assert_eq!(k.value, Value::String(b"v\r\n\x00\xff".to_vec()));
+    assert_eq!(k.expire_ms, Some(1_900_000_000_000));
+    assert_eq!(r.keys[2].value, Value::String(vec![b'x'; 1000]));
+    assert_eq!(r.keys[2].expire_ms, None, "expiry applies to one key only");
+    assert_eq!(
+        r.keys[3].value,
+        Value::List(vec![b"a".to_vec(), vec![b'y'; 300], b"c".to_vec()])
+    );
+    match &r.keys[5].value {
+        Value::Zset(z) => {
+            assert_eq!(z[1].1, f64::INFINITY);
+            assert_eq!(z[2].1.to_bits(), (-0.1f64).to_bits());
+            assert_eq!(z[3].1, 1e300);
+        }
+        v => panic!("not a zset: {v:?}"),
+    }
+    let h = &r.keys[6];
+    assert_eq!(h.db, 3);
+    assert_eq!(
+        h.value,
+        Value::Hash(vec![
+            (b"f".to_vec(), b"v".to_vec(), None),
+            (b"g".to_vec(), vec![b'w'; 500], None)
+        ])
+    );
+    assert!(matches!(r.checksum, Some(Checksum::Verified(_))));
+}
+
+#[test]
+fn decodes_plain_types_whole() {
+    let data = sample();
+    check_sample(&collect(&data, cfg()).unwrap());
+}
+
+#[test]
+fn any_split_gives_the_same_result() {
+    let data = sample();
+    let whole = collect(&data, cfg()).unwrap();
+    let one = collect_split(&data, cfg(), |_| 1).unwrap();
+    assert_eq!(whole, one, "one byte at a time");
+    let mut seed = 12345u64;
+    for _ in 0..50 {
+        let r = collect_split(&data, cfg(), |_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % 97 + 1
+        })
+        .unwrap();
+        assert_eq!(whole, r);
+    }
+}
+
+#[test]
+fn raw_capture_is_type_byte_plus_value() {
+    let data = sample();
+    let r = collect(&data, cfg()).unwrap();
+    let k = &r.keys[0];
+    assert_eq!(k.raw.as_deref(), Some(&b"\x00\x05hello"[..]));
+    assert_eq!(k.encoded_len, 7);
+    let small = DecoderConfig {
+        raw_capture_max: 100,
+        ..cfg()
+    };
+    let r = collect(&data, small).unwrap();
+    assert!(
+        r.keys[2].raw.is_none(),
+        "a 1000-byte value exceeds a 100-byte capture limit"
+    );
+    assert!(r.keys[3].raw.is_none());
+    assert!(r.keys[4].raw.is_none());
+    assert!(r.keys[0].raw.is_some());
+}
+
+#[test]
+fn checksum_mismatch_is_reported_with_both_values() {
+    let mut data = sample();
+    let n = data.len();
+    data[n - 1] ^= 0xff;
+    let e = collect(&data, cfg()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Corrupt);
+    assert!(e.message.starts_with("checksum mismatch: stored 0x"), "{e}");
+    assert!(e.message.contains("computed 0x"), "{e}");
+    let off = DecoderConfig {
+        verify_checksum: false,
+        ..cfg()
+    };
+    assert!(collect(&data, off).is_ok());
+}
+
+#[test]
+fn zero_checksum_means_disabled() {
+    let mut data = sample();
+    let n = data.len();
+    data[n - 8..].fill(0);
+    let r = collect(&data, cfg()).unwrap();
+    assert_eq!(r.checksum, Some(Checksum::Disabled));
+}
+
+#[test]
+fn truncation_is_an_error_at_every_cut() {
+    let data = sample();
+    for cut in 0..data.len() {
+        let e = collect(&data[..cut], cfg()).expect_err("a cut file must not decode");
+        assert!(matches!(e.kind, ErrorKind::Truncated), "cut at {cut}: {e}");
+    }
+}
+
+#[test]
+fn length_beyond_the_file_names_the_key_and_what_is_left() {
+    let mut w = RdbWriter::new(9);
+    w.select_db(0);
+    w.raw(&[RDB_TYPE_STRING_FOR_TESTS]);
+    w.write_str(b"foo");
+    w.raw(&[0x80, 0xff, 0xff, 0xff, 0xff]);
+    w.raw(b"short");
+    let data = w.finish();
+    let total = DecoderConfig {
+        total_len: Some(data.len() as u64),
+        ..cfg()
+    };
+    let e = collect(&data, total).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some(&b"foo"[..]));
+    assert!(e.message.contains("4294967295 exceeds the"), "{e}");
+    assert!(e.to_string().contains("in key `foo`"), "{e}");
+}
+
+const RDB_TYPE_STRING_FOR_TESTS: u8 = decoder::RDB_TYPE_STRING;
+
+#[test]
+fn future_versions_and_unknown_types_are_unsupported() {
+    let e = collect(b"REDIS0099\xff", cfg()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(e.message.contains("unsupported RDB version 99"), "{e}");
+    let mut w = RdbWriter::new(13);
+    w.raw(&[26]);
+    w.write_str(b"s");
+    let e = collect(&w.finish(), cfg()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(
+        e.message.contains("type byte 26") && e.message.contains("version 13"),
+        "{e}"
+    );
+    let e = collect(b"NOTARDB00", cfg()).unwrap_err();
+    assert!(e.message.contains("not an RDB"), "{e}");
+}
+
+#[test]
+fn big_strings_arrive_in_chunks_not_whole() {
+    let mut w = RdbWriter::new(11);
+    let big = vec![7u8; 10_000];
+    w.string(b"k", &big, None);
+    let data = w.finish();
+    let mut dec = Decoder::new(DecoderConfig {
+        chunk_threshold: 1000,
+        ..Default::default()
+    });
+    let mut pos = 0;
+    let (mut chunks, mut total, mut whole) = (0, 0, false);
+    // Feed 512 bytes at a time: no chunk can be larger than what was fed.
+    let mut end = 0;
+    loop {
+        let (used, step) = dec.step(&data[pos..end]).unwrap();
+        pos += used;
+        match step {
+            Step::Event(Event::Value(Piece::Chunk(c))) => {
+                assert!(c.len() <= 512);
+                chunks += 1;
+                total += c.len();
+            }
+            Step::Event(Event::Value(Piece::String(_))) => whole = true,
+            Step::Event(_) => {}
+            Step::NeedMore => end = (end + 512).min(data.len()),
+            Step::Done => break,
+        }
+    }
+    assert!(!whole);
+    assert_eq!(total, 10_000);
+    assert!(chunks >= 10);
+}
