@@ -218,8 +218,8 @@ impl Decoder {
         self.offset
     }
 
-    /// True when no frame is partly decoded and its FrameEnd has been reported: the only
-    /// place where a clean end of the stream may happen.
+    /// True when no frame is partly decoded and every FrameEnd has been reported: the
+    /// only place where the stream may cleanly end.
     pub fn is_between_frames(&self) -> bool {
         self.frame_len == 0 && !self.frame_done
     }

@@ -56,12 +56,12 @@ pub fn run(cfg: DecoderConfig, input: &[u8], cuts: &[usize]) -> Result<Run, Resp
     // A streamed bulk being joined: its announced length and the data so far.
     let mut bulk: Option<(u64, Vec<u8>)> = None;
     let mut from = 0;
+    let mut last_was_end = false;
     let ends = cuts.iter().copied().filter(|&c| c > 0 && c < input.len());
     for to in ends.chain([input.len()]) {
         buf.extend_from_slice(&input[from..to.max(from)]);
         from = to.max(from);
         out.max_buffered = out.max_buffered.max(buf.len());
-        let mut last_was_end = false;
         while let Some((event, used)) = decoder.next(&buf)? {
             assert!(used <= buf.len());
             let is_end = matches!(event, Event::FrameEnd { .. });
@@ -70,22 +70,22 @@ pub fn run(cfg: DecoderConfig, input: &[u8], cuts: &[usize]) -> Result<Run, Resp
                 "{event:?} consumed nothing"
             );
             last_was_end = is_end;
+            // Streamed bulks are joined: only BulkEnd yields the (whole) Bulk.
             let norm = match event {
-                Event::Simple(s) => Norm::Simple(s.to_vec()),
-                Event::Error(s) => Norm::Error(s.to_vec()),
-                Event::Integer(n) => Norm::Integer(n),
-                Event::Null => Norm::Null,
+                Event::Simple(s) => Some(Norm::Simple(s.to_vec())),
+                Event::Error(s) => Some(Norm::Error(s.to_vec())),
+                Event::Integer(n) => Some(Norm::Integer(n)),
+                Event::Null => Some(Norm::Null),
                 Event::Bulk(b) => {
                     assert!(b.len() <= cfg.inline_bulk_max, "long bulk not streamed");
-                    Norm::Bulk(b.to_vec())
+                    Some(Norm::Bulk(b.to_vec()))
                 }
                 Event::BulkStart { len } => {
                     assert!(len > cfg.inline_bulk_max as u64, "short bulk streamed");
                     assert!(bulk.is_none(), "BulkStart inside a bulk");
                     bulk = Some((len, Vec::new()));
                     out.streamed += 1;
-                    buf.drain(..used);
-                    continue;
+                    None
                 }
                 Event::BulkPart(part) => {
                     let Some((len, data)) = &mut bulk else {
@@ -94,29 +94,29 @@ pub fn run(cfg: DecoderConfig, input: &[u8], cuts: &[usize]) -> Result<Run, Resp
                     assert!(!part.is_empty(), "empty BulkPart");
                     data.extend_from_slice(part);
                     assert!(data.len() as u64 <= *len, "BulkPart past the data");
-                    buf.drain(..used);
-                    continue;
+                    None
                 }
                 Event::BulkEnd => {
                     let Some((len, data)) = bulk.take() else {
                         panic!("BulkEnd outside a bulk")
                     };
                     assert_eq!(data.len() as u64, len);
-                    Norm::Bulk(data)
+                    Some(Norm::Bulk(data))
                 }
-                Event::Aggregate { kind, len } => Norm::Aggregate(kind, len),
-                Event::Double(d) => Norm::Double(if d.is_nan() {
+                Event::Aggregate { kind, len } => Some(Norm::Aggregate(kind, len)),
+                // One bit pattern for every NaN, so that NaN equals NaN.
+                Event::Double(d) => Some(Norm::Double(if d.is_nan() {
                     f64::NAN.to_bits()
                 } else {
                     d.to_bits()
-                }),
-                Event::Boolean(b) => Norm::Boolean(b),
-                Event::BigNumber(n) => Norm::BigNumber(n.to_vec()),
-                Event::BulkError(e) => Norm::BulkError(e.to_vec()),
-                Event::Verbatim { format, text } => Norm::Verbatim(format, text.to_vec()),
-                Event::FrameEnd { len } => Norm::FrameEnd(len),
+                })),
+                Event::Boolean(b) => Some(Norm::Boolean(b)),
+                Event::BigNumber(n) => Some(Norm::BigNumber(n.to_vec())),
+                Event::BulkError(e) => Some(Norm::BulkError(e.to_vec())),
+                Event::Verbatim { format, text } => Some(Norm::Verbatim(format, text.to_vec())),
+                Event::FrameEnd { len } => Some(Norm::FrameEnd(len)),
             };
-            out.events.push(norm);
+            out.events.extend(norm);
             buf.drain(..used);
         }
     }
