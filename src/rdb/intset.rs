@@ -83,6 +83,7 @@ pub fn get(blob: &[u8], enc: u32, index: u32) -> Result<i64, EncodingError> {
     let v = match enc {
         INTSET_ENC_INT16 => read(blob, at).map(|b| i64::from(i16::from_le_bytes(b))),
         INTSET_ENC_INT32 => read(blob, at).map(|b| i64::from(i32::from_le_bytes(b))),
+        // INTSET_ENC_INT64, the only width left.
         _ => read(blob, at).map(i64::from_le_bytes),
     };
     v.ok_or_else(|| {
