@@ -339,9 +339,15 @@ impl LzfStream {
                         return Err(before_start_error(self.offset(ip), dist, produced));
                     }
                     if dist <= out.len() - out_start {
-                        let op = out.len();
-                        out.resize(op + len, 0);
-                        copy_back_in_place(out, op, dist, len);
+                        let src = out.len() - dist;
+                        if dist >= len {
+                            // Measured faster here than zero-filling and copying in place.
+                            out.extend_from_within(src..src + len);
+                        } else {
+                            let op = out.len();
+                            out.resize(op + len, 0);
+                            copy_back_in_place(out, op, dist, len);
+                        }
                     } else {
                         self.copy_across(out, out_start, dist, len);
                     }
