@@ -74,26 +74,6 @@ fn parse(input: &[u8], ip: usize) -> Result<(Op<'_>, usize), Short> {
     Ok((Op::Ref { len: len + 2, dist }, at + 1 - ip))
 }
 
-/// Appends `len` bytes that repeat the output from `dist` bytes before its end.
-/// The caller has checked `1 <= dist <= out.len()`.
-#[inline(always)]
-fn copy_back(out: &mut Vec<u8>, dist: usize, len: usize) {
-    let src = out.len() - dist;
-    if dist >= len {
-        out.extend_from_within(src..src + len);
-        return;
-    }
-    // The copy overlaps the bytes it writes, so the result repeats with period `dist`.
-    // Copying whole periods keeps the pattern aligned, and each chunk can be as long as
-    // everything from `src` to the current end, so the chunks double in size.
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(out.len() - src);
-        out.extend_from_within(src..src + n);
-        left -= n;
-    }
-}
-
 #[cold]
 fn short_error(ip: usize, short: Short) -> EncodingError {
     match short {
@@ -132,7 +112,7 @@ fn before_start_error(ip: usize, dist: usize, produced: u64) -> EncodingError {
 }
 
 /// Decompresses the whole of `input` and appends exactly `expected_len` bytes to
-/// `out`. On error `out` is left as it was. Reserves `expected_len` bytes up front, so
+/// `out`. On error `out` is left as it was. Allocates `expected_len` bytes up front, so
 /// the caller must have checked it against its own limits.
 pub fn decompress(
     input: &[u8],
@@ -140,64 +120,99 @@ pub fn decompress(
     expected_len: usize,
 ) -> Result<(), EncodingError> {
     let start = out.len();
+    // Zero-filling costs a memset, but lets every instruction write into a slice of
+    // known size, so short copies can be fixed-size ones instead of calls to memcpy.
     out.reserve_exact(expected_len);
-    let result = decompress_into(input, out, start, expected_len);
+    out.resize(start + expected_len, 0);
+    let result = decompress_slice(input, &mut out[start..]);
     if result.is_err() {
         out.truncate(start);
     }
     result
 }
 
+/// Bytes copied at once by the fast paths of [`decompress_slice`]; a literal run is
+/// at most this long.
+const CHUNK: usize = 32;
+/// Chunk of the fast back-reference copy; references at least this far back can be
+/// copied this many bytes at a time without reading bytes they are still writing.
+const REF_CHUNK: usize = 16;
+
+/// Decompresses `input` into exactly the whole of `out`.
 #[inline]
-fn decompress_into(
-    input: &[u8],
-    out: &mut Vec<u8>,
-    start: usize,
-    expected_len: usize,
-) -> Result<(), EncodingError> {
+fn decompress_slice(input: &[u8], out: &mut [u8]) -> Result<(), EncodingError> {
+    let olen = out.len();
     let mut ip = 0;
+    let mut op = 0;
     while ip < input.len() {
-        let produced = out.len() - start;
-        let room = expected_len - produced;
-        let (op, size) = parse(input, ip).map_err(|s| short_error(ip, s))?;
-        match op {
+        let (instr, size) = parse(input, ip).map_err(|s| short_error(ip, s))?;
+        match instr {
             Op::Literal(bytes) => {
-                if bytes.len() > room {
-                    return Err(overflow_error(
-                        ip,
-                        bytes.len(),
-                        produced as u64,
-                        expected_len as u64,
-                    ));
+                let len = bytes.len();
+                if len > olen - op {
+                    return Err(overflow_error(ip, len, op as u64, olen as u64));
                 }
-                out.extend_from_slice(bytes);
+                // Copy a whole chunk when both sides have room: the bytes past `len`
+                // are scratch that the following instructions overwrite (and the final
+                // length check guarantees they do).
+                let from = ip + 1;
+                match (input.get(from..from + CHUNK), out.get_mut(op..op + CHUNK)) {
+                    (Some(src), Some(dst)) => dst.copy_from_slice(src),
+                    _ => {
+                        if let Some(dst) = out.get_mut(op..op + len) {
+                            dst.copy_from_slice(bytes);
+                        }
+                    }
+                }
+                op += len;
             }
             Op::Ref { len, dist } => {
-                if len > room {
-                    return Err(overflow_error(
-                        ip,
-                        len,
-                        produced as u64,
-                        expected_len as u64,
-                    ));
+                if len > olen - op {
+                    return Err(overflow_error(ip, len, op as u64, olen as u64));
                 }
-                if dist > produced {
-                    return Err(before_start_error(ip, dist, produced as u64));
+                if dist > op {
+                    return Err(before_start_error(ip, dist, op as u64));
                 }
-                copy_back(out, dist, len);
+                copy_back_in_place(out, op, dist, len);
+                op += len;
             }
         }
         ip += size;
     }
-    let produced = out.len() - start;
-    if produced != expected_len {
+    if op != olen {
         return Err(EncodingError::new(
             ENC,
             ip,
-            format!("compressed data ends after {produced} of the expected {expected_len} bytes"),
+            format!("compressed data ends after {op} of the expected {olen} bytes"),
         ));
     }
     Ok(())
+}
+
+/// Writes `len` bytes at `out[op..]` that repeat the bytes from `dist` before `op`.
+/// The caller has checked `1 <= dist <= op` and `op + len <= out.len()`.
+#[inline(always)]
+fn copy_back_in_place(out: &mut [u8], op: usize, dist: usize, len: usize) {
+    let src = op - dist;
+    let rounded = len.div_ceil(REF_CHUNK) * REF_CHUNK;
+    if dist >= REF_CHUNK && op + rounded <= out.len() {
+        // Fixed-size chunks, each reading bytes that are already final because they lie
+        // at least one chunk behind; the tail past `len` is scratch, as for literals.
+        for k in (0..rounded).step_by(REF_CHUNK) {
+            out.copy_within(src + k..src + k + REF_CHUNK, op + k);
+        }
+    } else if dist >= len {
+        out.copy_within(src..src + len, op);
+    } else {
+        // Overlapping: the output repeats with period `dist`. Copy whole periods, each
+        // chunk as long as everything written since `src`, so the chunks double.
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(dist + done);
+            out.copy_within(src..src + n, op + done);
+            done += n;
+        }
+    }
 }
 
 /// Decompresses one LZF string fed in pieces, for values too large to buffer.
@@ -300,13 +315,13 @@ impl LzfStream {
                     ),
                 ));
             }
-            let (op, size) = match parse(input, ip) {
+            let (instr, size) = match parse(input, ip) {
                 Ok(parsed) => parsed,
                 // Cut off: the caller presents it again with the following bytes.
                 Err(_) => break,
             };
             let room = self.expected - produced;
-            let added = match op {
+            let added = match instr {
                 Op::Literal(bytes) => {
                     if bytes.len() as u64 > room {
                         let at = self.offset(ip);
@@ -324,7 +339,15 @@ impl LzfStream {
                         return Err(before_start_error(self.offset(ip), dist, produced));
                     }
                     if dist <= out.len() - out_start {
-                        copy_back(out, dist, len);
+                        let src = out.len() - dist;
+                        if dist >= len {
+                            // Measured faster here than zero-filling and copying in place.
+                            out.extend_from_within(src..src + len);
+                        } else {
+                            let op = out.len();
+                            out.resize(op + len, 0);
+                            copy_back_in_place(out, op, dist, len);
+                        }
                     } else {
                         self.copy_across(out, out_start, dist, len);
                     }
