@@ -25,10 +25,16 @@ fn small_strings(n: usize) -> Vec<u8> {
 fn large_collections() -> Vec<u8> {
     let mut w = RdbWriter::new(11);
     w.select_db(0);
-    let items: Vec<Vec<u8>> = (0..200_000).map(|i| format!("element-{i:08}").into_bytes()).collect();
+    let items: Vec<Vec<u8>> = (0..200_000)
+        .map(|i| format!("element-{i:08}").into_bytes())
+        .collect();
     w.list(b"list", &items);
     w.set(b"set", &items);
-    let z: Vec<(Vec<u8>, f64)> = items.iter().enumerate().map(|(i, m)| (m.clone(), i as f64 * 0.5)).collect();
+    let z: Vec<(Vec<u8>, f64)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), i as f64 * 0.5))
+        .collect();
     w.zset(b"zset", &z);
     let h: Vec<(Vec<u8>, Vec<u8>)> = items.iter().map(|m| (m.clone(), m.clone())).collect();
     w.hash(b"hash", &h);
@@ -48,10 +54,15 @@ fn decode(data: &[u8]) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, data) in [("small_strings", small_strings(200_000)), ("large_collections", large_collections())] {
+    for (name, data) in [
+        ("small_strings", small_strings(200_000)),
+        ("large_collections", large_collections()),
+    ] {
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(data.len() as u64));
-        g.bench_function("ferry_decode", |b| b.iter(|| black_box(decode(black_box(&data)))));
+        g.bench_function("ferry_decode", |b| {
+            b.iter(|| black_box(decode(black_box(&data))))
+        });
         g.bench_function("touch_every_byte", |b| {
             b.iter(|| black_box(data.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64))))
         });

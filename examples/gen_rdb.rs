@@ -5,7 +5,10 @@ use ferry::rdb::writer::RdbWriter;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).expect("usage: gen_rdb PATH N [VALUE_LEN]");
-    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let vlen: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
     let mut w = RdbWriter::new(11);
     w.select_db(0);

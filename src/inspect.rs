@@ -28,6 +28,8 @@ use crate::rdb::reader::{decode_reader, DriveError};
 use crate::rdb::*;
 use crate::util::glob_match;
 
+const LINE_FLUSH: usize = 1 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Jsonl,
@@ -71,11 +73,18 @@ pub fn run<R: io::Read, W: Write>(
 ) -> Result<(), InspectError> {
     let mut jw = JsonWriter::default();
     let mut sum = Summary::default();
+    // A key's line is assembled here and written whole at its end, so a key that turns
+    // out corrupt leaves no half line behind (unless it passed LINE_FLUSH bytes).
+    let mut line = Vec::new();
     let dec = decode_reader(input, opts.decoder.clone(), |ev| {
         let selected = jw.filter(ev, opts);
         if opts.format == Format::Jsonl {
             if selected {
-                jw.event(out, ev)?;
+                jw.event(&mut line, ev)?;
+                if matches!(ev, Event::KeyEnd(_)) || line.len() > LINE_FLUSH {
+                    out.write_all(&line)?;
+                    line.clear();
+                }
             }
         } else if selected || !matches!(ev, Event::Key(_) | Event::Value(_) | Event::KeyEnd(_)) {
             sum.event(ev, opts.top);

@@ -503,7 +503,8 @@ fn kind_of(t: u8, flavor: Flavor) -> Option<ValueKind> {
         RDB_TYPE_STREAM_LISTPACKS | RDB_TYPE_STREAM_LISTPACKS_2 | RDB_TYPE_STREAM_LISTPACKS_3 => {
             Stream
         }
-        RDB_TYPE_MODULE_2 => Module,
+        // Type 6 (4.0-RC modules) is read as far as its module id, to name it in the error.
+        RDB_TYPE_MODULE_2 | RDB_TYPE_MODULE_PRE_GA => Module,
         _ => return None,
     })
 }
@@ -1094,10 +1095,6 @@ impl Decoder {
     fn advance_key(&mut self, t: u8, input: &[u8], pos: usize, mut c: Cur) -> R<Adv> {
         let Some(kind) = kind_of(t, self.flavor) else {
             return Err(match t {
-                RDB_TYPE_MODULE_PRE_GA => unsupported(
-                    pos,
-                    "module value of type 6 (Redis 4.0 release candidate): it cannot be decoded or skipped without its module",
-                ),
                 26..=28 if self.flavor == Flavor::Redis => unsupported(
                     pos,
                     format!(
@@ -1113,7 +1110,10 @@ impl Decoder {
                 23..=28 => corrupt(pos, format!("type byte {t} is invalid under VALKEY magic")),
                 _ => unsupported(
                     pos,
-                    format!("unknown type byte {t} (0x{t:02x}) in RDB version {}", self.version),
+                    format!(
+                        "unknown type byte {t} (0x{t:02x}) in RDB version {}",
+                        self.version
+                    ),
                 ),
             });
         };
@@ -1462,6 +1462,16 @@ impl Decoder {
             V::ModuleId => {
                 let id = need!(read_plain_len(&mut c, "module id")?, pos);
                 let m = module::decode_id(id);
+                if t == RDB_TYPE_MODULE_PRE_GA {
+                    return Err(unsupported(
+                        pos,
+                        format!(
+                            "value of module {} (encver {}) uses the Redis 4.0 release-candidate format (type 6), which cannot be decoded or skipped without the module",
+                            m.name_str(),
+                            m.encver
+                        ),
+                    ));
+                }
                 self.elements = 1;
                 self.state = State::Value(V::ModuleBody { aux: false });
                 self.piece(P::Module(m), input, pos, c.p)
@@ -1592,7 +1602,7 @@ impl Decoder {
     }
 
     fn blob_err(&self, at: usize, e: super::EncodingError) -> Bad {
-        corrupt(at, format!("{} value: {e}", self.encoding_name()))
+        corrupt(at, format!("{} value: {}", self.encoding_name(), e.message))
     }
 
     /// A name for the encoding of the current key, for messages.
@@ -1658,7 +1668,15 @@ impl Decoder {
             Elem::Bytes(b) => Src::Blob(b.as_ptr() as usize - base, b.len()),
         };
         let enc_name = self.encoding_name();
-        let err = |e: super::EncodingError| corrupt(pos, format!("{enc_name} value: {e}"));
+        let err = |e: super::EncodingError| {
+            corrupt(
+                pos,
+                format!(
+                    "{enc_name} value (at byte {} of it): {}",
+                    e.offset, e.message
+                ),
+            )
+        };
         let done = |d: &mut Self| {
             d.state = match quick {
                 Some(q) if q.nodes_left > 0 => State::Value(V::QuickNode(q)),
