@@ -235,3 +235,49 @@ fn big_strings_arrive_in_chunks_not_whole() {
     assert_eq!(total, 10_000);
     assert!(chunks >= 10);
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decodes `data` whole and split, and requires both to agree (same keys or an
+    /// error at the same offset): any input, never a panic.
+    fn decode_both(data: &[u8], split: usize) {
+        let whole = collect(data, cfg());
+        let parts = collect_split(data, cfg(), |_| split);
+        match (&whole, &parts) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.offset, b.offset, "{a} vs {b}"),
+            _ => panic!("whole {whole:?} vs split {parts:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_after_a_valid_magic_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            split in 1usize..64,
+        ) {
+            let mut data = b"REDIS0011".to_vec();
+            data.extend_from_slice(&body);
+            decode_both(&data, split);
+        }
+
+        #[test]
+        fn mutated_valid_files_never_panic(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+            split in 1usize..64,
+        ) {
+            let mut data = sample();
+            for (i, b) in flips {
+                let n = data.len();
+                data[i % n] = b;
+            }
+            let cut = cut % (data.len() + 1);
+            decode_both(&data[..cut], split);
+        }
+    }
+}
