@@ -11,8 +11,10 @@
 //! * Expiry times are absolute unix milliseconds (`PEXPIRETIME`, or `PTTL` + now before 7.0,
 //!   which is why comparisons take a tolerance).
 //! * A sorted-set score is kept as `f64::to_bits`, so 17-digit values must match exactly.
-//!   `-0.0` is normalised to `0.0`: servers since 3.2 reply `0` for a `-0` score, so the sign
-//!   of a zero score cannot be observed through commands (the dataset still writes one).
+//!   `-0.0` is normalised to `0.0`: a 7.0+ listpack stores an integral score as an integer, so
+//!   a small sorted set turns `-0` into `0` while skiplists and older servers keep the sign; a
+//!   migration between versions or encodings cannot avoid that difference (the dataset still
+//!   writes `-0` scores, to both encodings).
 //! * Stream counters that only some versions expose (`entries_added`, `max_deleted_id`,
 //!   `entries_read`) are `None` where unavailable and compared only when both sides have them.
 

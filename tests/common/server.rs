@@ -111,8 +111,13 @@ impl Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!("exited with {status}\n{}", server.log_tail(30)));
             }
-            if server.answers_ping() {
-                return Ok(server);
+            match server.probe() {
+                Probe::Ours => return Ok(server),
+                // Two tests picked the same free port and the other server bound it first.
+                Probe::Other(pid) => {
+                    return Err(format!("port already in use by the server with pid {pid}"))
+                }
+                Probe::NotYet => {}
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -124,10 +129,26 @@ impl Server {
         }
     }
 
-    fn answers_ping(&self) -> bool {
-        match Client::try_connect(self.addr()) {
-            Ok(mut c) => matches!(c.try_cmd(&[b"PING"]), Ok(Reply::Simple(ref s)) if s == b"PONG"),
-            Err(_) => false,
+    /// Does our server answer PING on our port? INFO's `process_id` tells it from another
+    /// server that took the port (the pid is the server's: wrapper scripts `exec` it).
+    fn probe(&self) -> Probe {
+        let Ok(mut c) = Client::try_connect(self.addr()) else {
+            return Probe::NotYet;
+        };
+        if !matches!(c.try_cmd(&[b"PING"]), Ok(Reply::Simple(ref s)) if s == b"PONG") {
+            return Probe::NotYet;
+        }
+        let info = match c.try_cmd(&[b"INFO", b"server"]) {
+            Ok(reply) => reply.as_text().unwrap_or_default(),
+            Err(_) => return Probe::NotYet,
+        };
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        match pid {
+            Some(pid) if pid != self.child.id() => Probe::Other(pid),
+            _ => Probe::Ours,
         }
     }
 
@@ -219,6 +240,12 @@ impl Drop for Server {
         self.stop();
         // `dir` (a TempDir) removes itself after this.
     }
+}
+
+enum Probe {
+    NotYet,
+    Ours,
+    Other(u32),
 }
 
 /// A port that was free a moment ago: bind port 0 and let the kernel choose.

@@ -229,14 +229,17 @@ pub fn missing_servers_allowed() -> bool {
 
 /// How to install what is missing, for failure messages.
 pub fn install_hint(names: &[&str]) -> String {
-    let cache = cache_dir();
+    // Naming a few servers installs only those; for many, the plain command is clearer.
+    let names: String = if names.len() <= 3 {
+        names.iter().map(|n| format!(" {n}")).collect()
+    } else {
+        String::new()
+    };
     format!(
-        "install the test servers with `scripts/servers.sh {}{}` (cache: {}; set FERRY_SERVERS \
-         to use another cache), or set FERRY_ALLOW_MISSING_SERVERS=1 to skip tests whose server \
-         is missing",
-        cache.display(),
-        names.iter().map(|n| format!(" {n}")).collect::<String>(),
-        cache.display(),
+        "install them with `scripts/servers.sh {}{names}` (FERRY_SERVERS selects the cache, \
+         default ~/.cache/ferry/servers), or set FERRY_ALLOW_MISSING_SERVERS=1 to skip the tests \
+         whose server is missing",
+        cache_dir().display(),
     )
 }
 
