@@ -346,6 +346,19 @@ wanted() { # ID FLAVOR ALIAS -> is this entry selected? (by id, by alias link na
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
+for w in "${WANT[@]}"; do   # a misspelt name is an error, not a silent no-op
+  known=
+  for e in "${CATALOGUE[@]}"; do
+    IFS='|' read -r id flavor alias method args <<<"$e"
+    case "$w" in "$id"|"$flavor-$alias"|"$flavor") known=1; break;; esac
+  done
+  if [ -z "$known" ]; then
+    names=$(for e in "${CATALOGUE[@]}"; do IFS='|' read -r id flavor alias _ <<<"$e"
+              [ "$alias" = - ] && echo "$id" || echo "$flavor-$alias"; done | tr '\n' ' ')
+    printf '[servers.sh] unknown server "%s"; known: redis valkey %s\n' "$w" "$names" >&2
+    exit 2
+  fi
+done
 T0=$SECONDS
 MAXJOBS=${JOBS:-6}
 pids=()

@@ -957,6 +957,8 @@ impl Filler<'_> {
         );
     }
 
+    /// A Lua function library (7.0+). `redis.register_function` is what both flavors accept:
+    /// Valkey also knows `server.register_function`, Redis does not.
     fn functions(&mut self) {
         let code = b"#!lua name=ferrylib\n\
             redis.register_function('ferry_echo', function(keys, args) return args[1] end)\n";
