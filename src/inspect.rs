@@ -590,7 +590,7 @@ impl Summary {
                     if !small {
                         self.largest
                             .push((end.encoded_len, db, key, ty, end.elements));
-                        self.largest.sort_by(|a, b| b.0.cmp(&a.0));
+                        self.largest.sort_by_key(|l| std::cmp::Reverse(l.0));
                         self.largest.truncate(top);
                     }
                 }

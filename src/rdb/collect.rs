@@ -22,9 +22,12 @@ pub enum Value {
     },
 }
 
+/// The field-value pairs of a stream entry, in order (a field may repeat).
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stream {
-    pub entries: Vec<(StreamId, Vec<(Vec<u8>, Vec<u8>)>)>,
+    pub entries: Vec<(StreamId, Fields)>,
     pub length: u64,
     pub last_id: StreamId,
     pub first_id: Option<StreamId>,
