@@ -547,7 +547,9 @@ struct Summary {
     empty_skipped: u64,
     largest: Vec<(u64, u64, Vec<u8>, &'static str, u64)>, // (encoded_len, db, key, type, elements)
     checksum: String,
-    current: Option<(u64, Vec<u8>, &'static str, bool)>,
+    /// The key being read: db, type, has expiry; its name is in `current_key`.
+    current: Option<(u64, &'static str, bool)>,
+    current_key: Vec<u8>,
     modules: BTreeMap<String, u64>,
 }
 
@@ -565,7 +567,9 @@ impl Summary {
                 module.encver
             )),
             Event::Key(k) => {
-                self.current = Some((k.db, k.key.to_vec(), k.kind.name(), k.expire_ms.is_some()));
+                self.current = Some((k.db, k.kind.name(), k.expire_ms.is_some()));
+                self.current_key.clear();
+                self.current_key.extend_from_slice(k.key);
             }
             Event::Value(Piece::Module { module }) => {
                 *self
@@ -574,7 +578,7 @@ impl Summary {
                     .or_default() += 1;
             }
             Event::KeyEnd(end) => {
-                let Some((db, key, ty, exp)) = self.current.take() else {
+                let Some((db, ty, exp)) = self.current.take() else {
                     return;
                 };
                 if end.empty {
@@ -588,8 +592,13 @@ impl Summary {
                     let small = self.largest.len() >= top
                         && self.largest.last().is_some_and(|l| l.0 >= end.encoded_len);
                     if !small {
-                        self.largest
-                            .push((end.encoded_len, db, key, ty, end.elements));
+                        self.largest.push((
+                            end.encoded_len,
+                            db,
+                            self.current_key.clone(),
+                            ty,
+                            end.elements,
+                        ));
                         self.largest.sort_by_key(|l| std::cmp::Reverse(l.0));
                         self.largest.truncate(top);
                     }

@@ -6,10 +6,13 @@
 //!   byte length of every frame (replication offsets depend on it), and an encoder.
 //! * [`rdb`]: the streaming RDB decoder. A pure state machine fed arbitrary chunks; it
 //!   yields events (header, aux fields, key metadata, then the value in pieces) and never
-//!   needs a whole snapshot or a whole value in memory. One file per encoding.
+//!   needs a whole snapshot or a whole value in memory. One file per encoding;
+//!   `rdb::reader` drives it over any `Read`.
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
-//! * [`util`]: small shared helpers (byte escaping, glob matching).
+//! * [`cli`]: the command-line definitions (clap); `main.rs` maps them to calls and
+//!   errors to exit codes.
+//! * [`util`]: small shared helpers (byte escaping, Redis-style glob matching).
 //!
 //! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
