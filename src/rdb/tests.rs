@@ -281,3 +281,132 @@ mod props {
         }
     }
 }
+
+/// A reader that produces an RDB with one string key whose value is `len` bytes of 'x',
+/// generated on the fly: the test holds no copy of it.
+struct HugeValue {
+    head: Vec<u8>,
+    left: u64,
+    tail: Vec<u8>,
+}
+
+impl HugeValue {
+    fn new(len: u32) -> Self {
+        let mut head = b"REDIS0011".to_vec();
+        head.extend_from_slice(&[RDB_TYPE_STRING_FOR_TESTS, 3, b'b', b'i', b'g', 0x80]);
+        head.extend_from_slice(&len.to_be_bytes());
+        let mut tail = vec![decoder::RDB_OPCODE_EOF];
+        tail.extend_from_slice(&[0; 8]); // checksum disabled
+        HugeValue {
+            head,
+            left: len as u64,
+            tail,
+        }
+    }
+}
+
+impl std::io::Read for HugeValue {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.head[..n]);
+            self.head.drain(..n);
+            return Ok(n);
+        }
+        if self.left > 0 {
+            let n = (self.left as usize).min(buf.len());
+            buf[..n].fill(b'x');
+            self.left -= n as u64;
+            return Ok(n);
+        }
+        let n = self.tail.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.tail[..n]);
+        self.tail.drain(..n);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_1_gib_value_passes_through_in_bounded_pieces() {
+    let len = 1u32 << 30;
+    let (mut total, mut largest, mut whole) = (0u64, 0usize, false);
+    reader::decode_reader(HugeValue::new(len), DecoderConfig::default(), |ev| {
+        match ev {
+            Event::Value(Piece::Chunk(c)) => {
+                total += c.len() as u64;
+                largest = largest.max(c.len());
+            }
+            Event::Value(Piece::String(_)) => whole = true,
+            _ => {}
+        }
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    assert!(!whole, "a 1 GiB value must not be delivered whole");
+    assert_eq!(total, len as u64);
+    assert!(
+        largest <= reader::READ_SIZE,
+        "a chunk is at most one read ({largest} bytes)"
+    );
+}
+
+#[test]
+fn lzf_compressed_big_strings_are_streamed_too() {
+    // LZF: a literal run of 32 bytes (ctrl 31), then back-references copying the last
+    // 32 bytes again and again (ctrl = (len-2)<<5 with len 7 → extended, offset 31).
+    let pattern: Vec<u8> = (0..32u8).collect();
+    let mut lzf = vec![31u8];
+    lzf.extend_from_slice(&pattern);
+    let mut expected = pattern.clone();
+    while expected.len() < 100_000 {
+        // len 32 → ctrl len field 7 (extended by 32-2-7 = 23), distance 32 (stored 31).
+        lzf.extend_from_slice(&[(7 << 5), 23, 31]);
+        expected.extend_from_slice(&pattern);
+    }
+    let mut w = RdbWriter::new(11);
+    w.raw(&[RDB_TYPE_STRING_FOR_TESTS, 1, b'z', 0xC3]);
+    w.write_len(lzf.len() as u64);
+    w.write_len(expected.len() as u64);
+    w.raw(&lzf);
+    let data = w.finish();
+    let c = DecoderConfig {
+        chunk_threshold: 1024,
+        ..Default::default()
+    };
+    let r = collect_split(&data, c.clone(), |_| 333).unwrap();
+    assert_eq!(r.keys[0].value, Value::String(expected.clone()));
+    assert_eq!(collect(&data, c).unwrap(), r);
+}
+
+#[test]
+fn valkey_slot_import_and_slot_info_records_are_read() {
+    let mut d = b"VALKEY080".to_vec();
+    d.push(decoder::RDB_OPCODE_SLOT_IMPORT_OR_KEY_META);
+    d.push(40);
+    d.extend_from_slice(&[b'j'; 40]);
+    d.extend_from_slice(&[2, 0, 10, 0x40, 100, 0x40, 200]); // 2 ranges: 0-10, 100-200
+    d.extend_from_slice(&[decoder::RDB_OPCODE_SLOT_INFO, 5, 1, 0]);
+    d.extend_from_slice(&[RDB_TYPE_STRING_FOR_TESTS, 1, b'k', 1, b'v']);
+    d.push(decoder::RDB_OPCODE_EOF);
+    d.extend_from_slice(&[0; 8]);
+    let mut ranges = Vec::new();
+    let mut info = Vec::new();
+    reader::decode_reader(&d[..], cfg(), |ev| {
+        match ev {
+            Event::SlotImport { job, ranges: r } => {
+                assert_eq!(job.len(), 40);
+                ranges.extend_from_slice(r);
+            }
+            Event::SlotInfo {
+                slot,
+                size,
+                expires_size,
+            } => info.push((*slot, *size, *expires_size)),
+            _ => {}
+        }
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    assert_eq!(ranges, vec![(0, 10), (100, 200)]);
+    assert_eq!(info, vec![(5, 1, 0)]);
+}
