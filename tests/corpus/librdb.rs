@@ -160,8 +160,8 @@ fn compare(corpus: &Corpus, golden: &str, dec: &Decoded) -> Result<Vec<String>, 
         .keys
         .iter()
         .filter(|k| !k.empty)
-        .filter(|k| only.map_or(true, |kind| k.kind == kind))
-        .filter(|k| level != Level::LiveRoundTrip || k.expire_ms.map_or(true, |t| t > now_ms))
+        .filter(|k| only.is_none_or(|kind| k.kind == kind))
+        .filter(|k| level != Level::LiveRoundTrip || k.expire_ms.is_none_or(|t| t > now_ms))
         .collect();
 
     // The golden's keys; meta objects are compared on the way. Without flattening the

@@ -356,7 +356,7 @@ pub fn compare_keys<V>(
     let mut used = vec![false; ferry.len()];
     for g in golden {
         let found = ferry.iter().enumerate().find(|(i, k)| {
-            !used[*i] && text.render(&k.key) == g.key && g.db.map_or(true, |db| db == k.db)
+            !used[*i] && text.render(&k.key) == g.key && g.db.is_none_or(|db| db == k.db)
         });
         let Some((i, k)) = found else {
             problems.push(format!(
