@@ -66,5 +66,13 @@ cargo fmt --all -- --check || die "formatting differs (diff above): run 'cargo f
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings || die "clippy found problems (above)"
 say "cargo test --all-targets $*"
-cargo test --all-targets "$@" || die "tests failed (above)"
+log=$(mktemp "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "ferry test suite: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+[ "$rc" -eq 0 ] || die "tests failed (above)"
 say "all checks passed"
