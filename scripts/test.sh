@@ -73,6 +73,6 @@ cargo test --all-targets "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (cargo prints one per test binary).
-awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "ferry test suite: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "ferry: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 [ "$rc" -eq 0 ] || die "tests failed (above)"
 say "all checks passed"
