@@ -1138,48 +1138,22 @@ impl Decoder {
         if self.capturing {
             self.raw.push(t);
         }
+        let blob = |walk| V::Blob { walk, quick: None };
         self.state = State::Value(match t {
             RDB_TYPE_STRING => V::String,
             RDB_TYPE_LIST | RDB_TYPE_SET | RDB_TYPE_ZSET | RDB_TYPE_ZSET_2 | RDB_TYPE_HASH => {
                 V::Count
             }
             RDB_TYPE_22 | RDB_TYPE_HASH_METADATA => V::Count,
-            RDB_TYPE_HASH_ZIPMAP => V::Blob {
-                walk: Walk::Zipmap,
-                quick: None,
-            },
-            RDB_TYPE_LIST_ZIPLIST => V::Blob {
-                walk: Walk::ZiplistList,
-                quick: None,
-            },
-            RDB_TYPE_SET_INTSET => V::Blob {
-                walk: Walk::Intset,
-                quick: None,
-            },
-            RDB_TYPE_ZSET_ZIPLIST => V::Blob {
-                walk: Walk::ZiplistZset,
-                quick: None,
-            },
-            RDB_TYPE_HASH_ZIPLIST => V::Blob {
-                walk: Walk::ZiplistHash,
-                quick: None,
-            },
-            RDB_TYPE_HASH_LISTPACK => V::Blob {
-                walk: Walk::ListpackHash,
-                quick: None,
-            },
-            RDB_TYPE_ZSET_LISTPACK => V::Blob {
-                walk: Walk::ListpackZset,
-                quick: None,
-            },
-            RDB_TYPE_SET_LISTPACK => V::Blob {
-                walk: Walk::ListpackSet,
-                quick: None,
-            },
-            RDB_TYPE_HASH_LISTPACK_EX_PRE_GA => V::Blob {
-                walk: Walk::ListpackHashEx,
-                quick: None,
-            },
+            RDB_TYPE_HASH_ZIPMAP => blob(Walk::Zipmap),
+            RDB_TYPE_LIST_ZIPLIST => blob(Walk::ZiplistList),
+            RDB_TYPE_SET_INTSET => blob(Walk::Intset),
+            RDB_TYPE_ZSET_ZIPLIST => blob(Walk::ZiplistZset),
+            RDB_TYPE_HASH_ZIPLIST => blob(Walk::ZiplistHash),
+            RDB_TYPE_HASH_LISTPACK => blob(Walk::ListpackHash),
+            RDB_TYPE_ZSET_LISTPACK => blob(Walk::ListpackZset),
+            RDB_TYPE_SET_LISTPACK => blob(Walk::ListpackSet),
+            RDB_TYPE_HASH_LISTPACK_EX_PRE_GA => blob(Walk::ListpackHashEx),
             RDB_TYPE_HASH_LISTPACK_EX => V::HashLpExMin,
             RDB_TYPE_LIST_QUICKLIST => V::QuickCount { v2: false },
             RDB_TYPE_LIST_QUICKLIST_2 => V::QuickCount { v2: true },

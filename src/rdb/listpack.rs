@@ -25,6 +25,7 @@
 //! backlen that does not match its element is the cheapest sign of a damaged blob,
 //! and the server checks the same (`lpValidateNext`).
 
+use super::bounds::{array, slice};
 use super::elem::Elem;
 use super::error::EncodingError;
 
@@ -50,21 +51,6 @@ const LP_ENCODING_16BIT_INT: u8 = 0xF1;
 const LP_ENCODING_24BIT_INT: u8 = 0xF2;
 const LP_ENCODING_32BIT_INT: u8 = 0xF3;
 const LP_ENCODING_64BIT_INT: u8 = 0xF4;
-
-/// `blob[at..at + n]` if it ends at or before `end` (the end byte's position).
-#[inline(always)]
-fn slice(blob: &[u8], at: usize, n: usize, end: usize) -> Option<&[u8]> {
-    if n > end.checked_sub(at)? {
-        return None;
-    }
-    blob.get(at..at + n)
-}
-
-/// `N` bytes at `at`, ending at or before `end`.
-#[inline(always)]
-fn array<const N: usize>(blob: &[u8], at: usize, end: usize) -> Option<[u8; N]> {
-    slice(blob, at, N, end)?.try_into().ok()
-}
 
 #[cold]
 fn error(offset: usize, message: impl Into<String>) -> EncodingError {

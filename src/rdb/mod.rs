@@ -13,6 +13,7 @@ mod tests;
 pub mod writer;
 
 // Encoding walkers (one file per encoding).
+mod bounds;
 pub mod crc;
 pub mod intset;
 pub mod listpack;

@@ -27,6 +27,7 @@
 //! against the walked count. Each entry's successor's `prevlen` is checked when the
 //! entry itself is read, so a cursor is all the state the walk needs.
 
+use super::bounds::{array, slice};
 use super::elem::Elem;
 use super::error::EncodingError;
 
@@ -54,21 +55,6 @@ const ZIP_INT_8B: u8 = 0xFE;
 const ZIP_INT_IMM_MIN: u8 = 0xF1;
 const ZIP_INT_IMM_MAX: u8 = 0xFD;
 const ZIP_INT_IMM_MASK: u8 = 0x0F;
-
-/// `blob[at..at + n]` if it ends at or before `end` (the end byte's position).
-#[inline(always)]
-fn slice(blob: &[u8], at: usize, n: usize, end: usize) -> Option<&[u8]> {
-    if n > end.checked_sub(at)? {
-        return None;
-    }
-    blob.get(at..at + n)
-}
-
-/// `N` bytes at `at`, ending at or before `end`.
-#[inline(always)]
-fn array<const N: usize>(blob: &[u8], at: usize, end: usize) -> Option<[u8; N]> {
-    slice(blob, at, N, end)?.try_into().ok()
-}
 
 #[cold]
 fn error(offset: usize, message: impl Into<String>) -> EncodingError {

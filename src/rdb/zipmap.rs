@@ -17,6 +17,7 @@
 //! rejects a zipmap with no pairs; we leave that to the caller, who sees it as a hash
 //! with no fields.
 
+use super::bounds::slice;
 use super::error::EncodingError;
 
 const ENC: &str = "zipmap";
@@ -38,15 +39,6 @@ fn error(offset: usize, message: impl Into<String>) -> EncodingError {
 fn too_long(what: &str, at: usize, n: usize, end: usize) -> EncodingError {
     let left = end.saturating_sub(at);
     error(at, format!("{what} {n} exceeds the {left} bytes left"))
-}
-
-/// `blob[at..at + n]` if it ends at or before `end` (the end byte's position).
-#[inline(always)]
-fn slice(blob: &[u8], at: usize, n: usize, end: usize) -> Option<&[u8]> {
-    if n > end.checked_sub(at)? {
-        return None;
-    }
-    blob.get(at..at + n)
 }
 
 /// Checks that the blob can be walked (a count byte, and the end byte last) and
