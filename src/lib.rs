@@ -18,7 +18,11 @@
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
 
 pub mod cli;
+pub mod endpoint;
 pub mod inspect;
 pub mod rdb;
 pub mod resp;
+pub mod source;
+pub mod target;
+pub mod transform;
 pub mod util;

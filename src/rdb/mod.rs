@@ -2,6 +2,7 @@
 
 pub mod collect;
 pub mod decoder;
+pub mod dump;
 pub mod elem;
 pub mod error;
 pub mod event;

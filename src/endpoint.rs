@@ -1,0 +1,160 @@
+//! Where a server is: `redis://[user[:password]@]host:port[/db]` (and `rediss://` for TLS).
+//!
+//! The password is kept out of `Debug` and `Display` so that it can never reach a log line,
+//! a status page or an error message by accident.
+
+use std::fmt;
+
+/// A parsed server URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The db in the URL path (`/3`), if any.
+    pub db: Option<u32>,
+    pub tls: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad server URL `{url}`: {reason}")]
+pub struct EndpointError {
+    /// The URL with any password replaced by `***`.
+    pub url: String,
+    pub reason: String,
+}
+
+impl Endpoint {
+    /// Parses `redis://…` / `rediss://…`; a bare `host:port` is taken as `redis://host:port`.
+    pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
+        let full = if text.contains("://") {
+            text.to_string()
+        } else {
+            format!("redis://{text}")
+        };
+        let bad = |reason: &str| EndpointError {
+            url: mask(&full),
+            reason: reason.to_string(),
+        };
+        let u = url::Url::parse(&full).map_err(|e| bad(&e.to_string()))?;
+        let tls = match u.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => {
+                return Err(bad(&format!(
+                    "scheme `{other}` (expected redis:// or rediss://)"
+                )))
+            }
+        };
+        let host = u
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = u.port().unwrap_or(6379);
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let user = (!u.username().is_empty()).then(|| decode(u.username()));
+        let password = u.password().map(decode);
+        let path = u.path().trim_start_matches('/');
+        let db = if path.is_empty() {
+            None
+        } else {
+            Some(
+                path.parse::<u32>()
+                    .map_err(|_| bad(&format!("db `{path}` is not a number")))?,
+            )
+        };
+        Ok(Endpoint {
+            host,
+            port,
+            user,
+            password,
+            db,
+            tls,
+        })
+    }
+
+    /// `host:port`, for connecting and for messages.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`.
+fn mask(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://", if self.tls { "rediss" } else { "redis" })?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        write!(f, "{}", self.addr())?;
+        if let Some(db) = self.db {
+            write!(f, "/{db}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Endpoint({self}{})",
+            if self.password.is_some() {
+                ", password set"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_users_passwords_and_dbs_and_never_shows_the_password() {
+        let e = Endpoint::parse("redis://app:s3cr%40t@10.0.0.1:6380/3").unwrap();
+        assert_eq!(e.host, "10.0.0.1");
+        assert_eq!(e.port, 6380);
+        assert_eq!(e.user.as_deref(), Some("app"));
+        assert_eq!(e.password.as_deref(), Some("s3cr@t"));
+        assert_eq!(e.db, Some(3));
+        assert!(!format!("{e} {e:?}").contains("s3cr"));
+        let e = Endpoint::parse("127.0.0.1:7000").unwrap();
+        assert_eq!((e.port, e.tls, e.user.clone()), (7000, false, None));
+        let e = Endpoint::parse("redis://:pw@h").unwrap();
+        assert_eq!(
+            (e.user.clone(), e.password.as_deref(), e.port),
+            (None, Some("pw"), 6379)
+        );
+        let err = Endpoint::parse("http://u:topsecret@h:1").unwrap_err();
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+        assert!(Endpoint::parse("redis://h:1/x").is_err());
+        assert!(Endpoint::parse("rediss://[::1]:6379").unwrap().tls);
+    }
+}

@@ -1,0 +1,1 @@
+//! The target side: a pipelined writer per target connection.

@@ -1,0 +1,1 @@
+//! Turning decoded data into commands for the target.
