@@ -18,11 +18,13 @@
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
 
 pub mod cli;
+pub mod config;
 pub mod endpoint;
 pub mod inspect;
 pub mod rdb;
 pub mod resp;
 pub mod source;
+pub mod status;
 pub mod target;
 pub mod transform;
 pub mod util;

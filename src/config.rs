@@ -1,0 +1,306 @@
+//! The configuration file (TOML) and its defaults.
+//!
+//! Every key has a default, so a file holds only what differs. Unknown keys and bad
+//! values are errors that name the file, the line and the key (toml's own messages).
+//! String values may use `${VAR}` and `${VAR:-default}`, expanded from the environment,
+//! so that passwords come from the environment or a file (`password_file`), never from
+//! the command line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::endpoint::Endpoint;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub source: EndpointConfig,
+    pub target: EndpointConfig,
+    pub sync: SyncSection,
+    pub transform: TransformSection,
+    pub status: StatusSection,
+    pub log: LogSection,
+    pub advanced: AdvancedSection,
+}
+
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointConfig {
+    /// `redis://[user[:password]@]host:port[/db]`
+    pub url: String,
+    /// ACL user (overrides the URL's).
+    pub user: Option<String>,
+    /// Password (overrides the URL's); prefer `${ENV}` or `password_file`.
+    pub password: Option<String>,
+    /// A file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("url", &"…")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// Exit once the snapshot is applied and the stream caught up with the source's
+    /// offset at the snapshot's end.
+    pub once: bool,
+    /// Where the replica link spills what the target cannot take yet.
+    pub spool_dir: Option<PathBuf>,
+    /// Largest spool on disk, bytes.
+    pub spool_cap: u64,
+    /// Bytes of source data kept in memory before spilling.
+    pub memory_queue: usize,
+    /// Commands in flight per target connection.
+    pub window_cmds: usize,
+    /// Bytes in flight per target connection.
+    pub window_bytes: usize,
+    /// REPLCONF version announced to the source.
+    pub announce_version: String,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            once: false,
+            spool_dir: None,
+            spool_cap: 4 << 30,
+            memory_queue: 16 << 20,
+            window_cmds: 512,
+            window_bytes: 8 << 20,
+            announce_version: "9.1.0".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueModeCfg {
+    #[default]
+    Auto,
+    Restore,
+    Commands,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictCfg {
+    #[default]
+    Replace,
+    Skip,
+    Error,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformSection {
+    /// auto: RESTORE when the target accepts the value, commands otherwise.
+    pub value_mode: ValueModeCfg,
+    /// What to do with a key that already exists on the target.
+    pub conflict: ConflictCfg,
+    pub batch_elems: usize,
+    pub batch_bytes: usize,
+    /// Largest value sent as one RESTORE.
+    pub restore_max: usize,
+}
+
+impl Default for TransformSection {
+    fn default() -> Self {
+        TransformSection {
+            value_mode: ValueModeCfg::Auto,
+            conflict: ConflictCfg::Replace,
+            batch_elems: 512,
+            batch_bytes: 1 << 20,
+            restore_max: 16 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSection {
+    /// `127.0.0.1:PORT` to serve /status, /healthz.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// tracing filter, e.g. `info` or `ferry=debug`.
+    pub level: String,
+    /// Seconds between progress lines.
+    pub progress_interval: f64,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "text".into(),
+            level: "info".into(),
+            progress_interval: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdvancedSection {
+    /// Strings above this stream through in chunks.
+    pub chunk_threshold: usize,
+    /// Largest element held whole (keys, fields, members, compact blobs, one command).
+    pub max_element: usize,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for AdvancedSection {
+    fn default() -> Self {
+        AdvancedSection {
+            chunk_threshold: 1 << 20,
+            max_element: 512 << 20,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `name` is used in messages.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: name.to_string(),
+            message,
+        };
+        // First pass straight from the text: its errors carry the line and the key.
+        toml::from_str::<Config>(text).map_err(|e| invalid(e.to_string()))?;
+        // Second pass through a value tree, to expand the environment in strings.
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        expand_env(&mut value).map_err(invalid)?;
+        let cfg: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.advanced.connect_timeout_ms)
+    }
+}
+
+impl EndpointConfig {
+    /// The endpoint with the user and password from the config applied.
+    pub fn endpoint(&self, what: &str) -> Result<Endpoint, String> {
+        if self.url.is_empty() {
+            return Err(format!("[{what}] url is missing"));
+        }
+        let mut e = Endpoint::parse(&self.url).map_err(|e| format!("[{what}] url: {e}"))?;
+        if let Some(u) = &self.user {
+            e.user = Some(u.clone());
+        }
+        if let Some(p) = &self.password {
+            e.password = Some(p.clone());
+        }
+        if let Some(f) = &self.password_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|err| format!("[{what}] password_file {}: {err}", f.display()))?;
+            e.password = Some(text.lines().next().unwrap_or_default().to_string());
+        }
+        Ok(e)
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string value.
+fn expand_env(v: &mut toml::Value) -> Result<(), String> {
+    match v {
+        toml::Value::String(s) => *s = expand_str(s)?,
+        toml::Value::Array(a) => a.iter_mut().try_for_each(expand_env)?,
+        toml::Value::Table(t) => t.iter_mut().try_for_each(|(_, v)| expand_env(v))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in {s:?}"))?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        match (std::env::var(name), default) {
+            (Ok(v), _) => out.push_str(&v),
+            (Err(_), Some(d)) => out.push_str(d),
+            (Err(_), None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (used as ${{{name}}})"
+                ))
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_unknown_keys_and_env() {
+        let c = Config::parse("[source]\nurl = \"redis://a:1\"\n", "t.toml").unwrap();
+        assert_eq!(c.sync.window_cmds, 512);
+        let e = Config::parse("[sync]\nwindow_cmd = 3\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("window_cmd") && e.contains("line 2"),
+            "{e}"
+        );
+        std::env::set_var("FERRY_TEST_PW", "pw1");
+        let c = Config::parse("[source]\nurl = \"redis://h:1\"\npassword = \"${FERRY_TEST_PW}\"\n[target]\nurl = \"${FERRY_NOPE:-redis://t:2}\"\n", "t").unwrap();
+        assert_eq!(c.source.password.as_deref(), Some("pw1"));
+        assert_eq!(c.target.url, "redis://t:2");
+        assert!(!format!("{c:?}").contains("pw1"));
+        let e = Config::parse("[target]\nurl = \"${FERRY_NOPE}\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FERRY_NOPE"), "{e}");
+    }
+}
