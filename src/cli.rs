@@ -17,6 +17,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Copy a live server to another and keep it in step (full sync, then the stream).
+    Sync(SyncArgs),
+    /// Load an RDB file into a server through the pipelined writer.
+    Restore(RestoreArgs),
     /// Work with RDB files.
     Rdb {
         #[command(subcommand)]
@@ -60,4 +64,63 @@ pub struct InspectArgs {
     /// How many of the largest keys the summary lists.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Config file (TOML); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Source URL: redis://[user[:password]@]host:port (prefer the config file for passwords).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Target URL.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Exit 0 once the snapshot is applied and the stream caught up with the source's
+    /// offset at the snapshot's end.
+    #[arg(long)]
+    pub once: bool,
+    /// Serve /status and /healthz on this address (e.g. 127.0.0.1:9121).
+    #[arg(long)]
+    pub status_listen: Option<String>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The RDB file.
+    pub file: PathBuf,
+    /// Target URL.
+    #[arg(long)]
+    pub target: String,
+    /// auto: RESTORE when the target accepts the value, commands otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: ModeArg,
+    /// What to do with keys that exist on the target.
+    #[arg(long, value_enum, default_value = "replace")]
+    pub conflict: ConflictArg,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Auto,
+    Restore,
+    Commands,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConflictArg {
+    Replace,
+    Skip,
+    Error,
 }
