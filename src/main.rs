@@ -14,6 +14,10 @@ fn main() -> ExitCode {
         Command::Rdb {
             command: RdbCommand::Inspect(args),
         } => rdb_inspect(args),
+        Command::Sync(_) | Command::Restore(_) => {
+            eprintln!("ferry: not built yet");
+            ExitCode::from(2)
+        }
     }
 }
 
