@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod endpoint;
 pub mod inspect;
+pub mod logging;
 pub mod rdb;
 pub mod resp;
 pub mod source;

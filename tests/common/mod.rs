@@ -19,6 +19,7 @@ pub mod dataset;
 pub mod server;
 pub mod servers;
 pub mod tmp;
+pub mod workload;
 
 pub use client::{escape, Client, Reply};
 pub use dataset::{

@@ -1,0 +1,285 @@
+//! `ferry sync` end to end, on real servers: every installed version into itself and into
+//! the next newer one, plus the downgrades operators roll back through. The source is
+//! filled with every type and encoding, a workload writes during the snapshot and the
+//! stream, and when ferry reports `consistent` at the source's final offset both servers
+//! are compared key by key by the harness (type, value, expiry, db) — not by ferry.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::dataset::{fill, read_back, Model, ValueModel};
+use common::workload::{self, Workload};
+use common::{assert_models_equal, installed_servers, require_any_servers, Server, ServerSpec};
+
+/// A running `ferry sync`, killed if the test fails.
+struct Ferry {
+    child: Child,
+    status: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn start_ferry(source: &Server, target: &Server, extra: &[&str]) -> Ferry {
+    let status = format!("127.0.0.1:{}", free_port());
+    let log = source.dir().join("ferry.log");
+    let out = std::fs::File::create(&log).expect("ferry log file");
+    let mut args = vec![
+        "sync".to_string(),
+        "--source".into(),
+        source.url(),
+        "--target".into(),
+        target.url(),
+        "--status-listen".into(),
+        status.clone(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(&args)
+        .env("FERRY_SPOOL_DIR", source.dir())
+        .stdout(Stdio::null())
+        .stderr(out)
+        .spawn()
+        .expect("ferry starts");
+    Ferry { child, status, log }
+}
+
+fn get_status(addr: &str) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).ok()?;
+    let i = body.windows(4).position(|w| w == b"\r\n\r\n")?;
+    serde_json::from_slice(&body[i + 4..]).ok()
+}
+
+fn log_tail(f: &Ferry) -> String {
+    let text = std::fs::read_to_string(&f.log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Waits until ferry is consistent at (at least) the source's current offset.
+fn wait_consistent(f: &mut Ferry, source: &Server, timeout: Duration) {
+    let t0 = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(Some(code)) = f.child.try_wait() {
+            panic!("ferry exited early with {code}:\n{}", log_tail(f));
+        }
+        let want: u64 = source
+            .client()
+            .info("replication")
+            .get("master_repl_offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if let Some(s) = get_status(&f.status) {
+            let applied = s["stream"]["applied_offset"].as_u64().unwrap_or(0);
+            if s["consistent"] == true && applied >= want {
+                return;
+            }
+            last = Some(s);
+        }
+        if t0.elapsed() > timeout {
+            panic!(
+                "not consistent after {timeout:?}; last status {last:?}\nferry log:\n{}",
+                log_tail(f)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop_ferry(mut f: Ferry) {
+    let pid = f.child.id() as i32;
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe { kill(pid, 15) };
+    let t0 = Instant::now();
+    loop {
+        match f.child.try_wait() {
+            Ok(Some(code)) => {
+                assert!(
+                    code.success(),
+                    "ferry exited with {code} after SIGTERM:\n{}",
+                    log_tail(&f)
+                );
+                return;
+            }
+            _ if t0.elapsed() > Duration::from_secs(20) => {
+                panic!("ferry did not stop within 20 s of SIGTERM")
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// What of the source's data a target of this version can hold at all.
+fn comparable(mut m: Model, target: &ServerSpec) -> Model {
+    if !target.has_functions() {
+        m.functions.clear();
+    }
+    m.keys
+        .retain(|_, k| target.has_streams() || !matches!(k.value, ValueModel::Stream(_)));
+    if !target.has_hash_field_ttl() {
+        for k in m.keys.values_mut() {
+            if let ValueModel::Hash(h) = &mut k.value {
+                for v in h.values_mut() {
+                    v.1 = None;
+                }
+            }
+        }
+    }
+    m
+}
+
+fn older<'a>(a: &'a ServerSpec, b: &'a ServerSpec) -> &'a ServerSpec {
+    if a.redis_compat() <= b.redis_compat() {
+        a
+    } else {
+        b
+    }
+}
+
+fn sync_pair(src: &ServerSpec, dst: &ServerSpec, diskless: bool) -> String {
+    let t0 = Instant::now();
+    let diskless_args: &[&str] = if diskless {
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+    } else {
+        &["--repl-diskless-sync", "no"]
+    };
+    let source = Server::start(src, diskless_args);
+    let target = Server::start(dst, &[]);
+    let mut c = source.client();
+    fill(&mut c, src);
+
+    // Writes run through the snapshot and into the stream.
+    let stop = Arc::new(AtomicBool::new(false));
+    let compat = older(src, dst).clone();
+    let addr = source.addr();
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut c = common::Client::connect(addr);
+        let w = Workload {
+            ops: 3000,
+            pause: Duration::from_millis(3),
+            seed: 7,
+        };
+        workload::run(&mut c, &compat, &w, &stop2)
+    });
+    let mut ferry = start_ferry(&source, &target, &[]);
+    let ops = writer.join().expect("workload thread");
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    let status = get_status(&ferry.status).unwrap_or_default();
+    stop_ferry(ferry);
+
+    let dbs = [0, 1, 2, 3, 5];
+    let expected = comparable(read_back(&mut c, src, &dbs), dst);
+    let actual = read_back(&mut target.client(), dst, &dbs);
+    let tolerance = if src.has_pexpiretime() && dst.has_pexpiretime() {
+        1_000
+    } else {
+        3_000
+    };
+    assert_models_equal(&expected, &actual, tolerance);
+    format!(
+        "{src} -> {dst} ({}): {} keys equal after {ops} concurrent writes, offset {}, {:.1} s",
+        if diskless { "diskless" } else { "disk" },
+        actual.keys.len(),
+        status["stream"]["applied_offset"],
+        t0.elapsed().as_secs_f64()
+    )
+}
+
+fn find(name: &str) -> Option<ServerSpec> {
+    installed_servers().into_iter().find(|s| s.name == name)
+}
+
+/// The pairs: each version into itself and into the next newer installed one (ordered
+/// by the Redis features they have), plus the four downgrades.
+fn pairs() -> Vec<(ServerSpec, ServerSpec)> {
+    let mut specs = require_any_servers();
+    specs.sort_by_key(|s| (s.redis_compat(), s.is_valkey(), s.version));
+    let mut out = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        out.push((s.clone(), s.clone()));
+        if let Some(next) = specs.get(i + 1) {
+            out.push((s.clone(), next.clone()));
+        }
+    }
+    for (a, b) in [
+        ("valkey-9.1", "redis-6.2"),
+        ("redis-8.2", "valkey-8.1"),
+        ("redis-7.4", "redis-5.0"),
+        ("redis-7.0", "redis-3.2"),
+    ] {
+        if let (Some(a), Some(b)) = (find(a), find(b)) {
+            out.push((a, b));
+        }
+    }
+    out
+}
+
+#[test]
+fn syncs_every_version_pair_with_writes_running() {
+    let pairs = pairs();
+    let queue = Mutex::new(pairs.iter().enumerate());
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let Some((i, (a, b))) = queue.lock().unwrap().next() else {
+                    return;
+                };
+                match catch_unwind(AssertUnwindSafe(|| sync_pair(a, b, i % 2 == 0))) {
+                    Ok(r) => eprintln!("ok   {r}"),
+                    Err(e) => {
+                        let msg = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        eprintln!("FAIL {a} -> {b}: {msg}");
+                        failures.lock().unwrap().push(format!("{a} -> {b}: {msg}"));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} pairs failed:\n{}",
+        failures.len(),
+        pairs.len(),
+        failures.join("\n\n")
+    );
+}
