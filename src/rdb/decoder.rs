@@ -840,7 +840,14 @@ impl Decoder {
                 });
                 Ok(Some(Err(ulen)))
             }
-            _ => {
+            StrHead::Plain { len, at } => {
+                self.check_element(at, len, what)?;
+                let start = c.p;
+                Ok(c.take(len as usize)
+                    .map(|_| Ok(Src::Input(start, len as usize))))
+            }
+            StrHead::Int(i) => Ok(Some(Ok(Src::Int(i)))),
+            StrHead::Lzf { .. } => {
                 c.p = save;
                 Ok(self.read_elem(c, slot, what)?.map(Ok))
             }
