@@ -719,3 +719,77 @@ fn a_malformed_reply_names_the_target_and_the_offset() {
     let at: usize = fake_replies()[..2].iter().map(String::len).sum::<usize>() + 5;
     assert!(msg.contains(&format!("at byte {at} ")), "{msg}");
 }
+
+/// `cargo test --release --test writer throughput -- --ignored --nocapture`: restores a
+/// 1M-key RDB into a local server both ways, and times `redis-cli --pipe` sending the
+/// same commands as the commands path (DEL + SET per key), the physical reference.
+/// `FERRY_WINDOW=2048` tries another window.
+#[test]
+#[ignore]
+fn throughput_of_a_million_keys_against_redis_cli_pipe() {
+    let Some(spec) = newest(Flavor::Redis) else {
+        return;
+    };
+    let Some(cli) = common::server_bin("redis-cli") else {
+        eprintln!("SKIP: no redis-cli in the server cache");
+        return;
+    };
+    const N: usize = 1_000_000;
+    let server = Server::start(&spec, &[]);
+    let dir = TempDir::new("writer-throughput");
+    let mut w = RdbWriter::new(9);
+    w.select_db(0);
+    let mut pipe = Vec::with_capacity(N * 80);
+    for i in 0..N {
+        let (k, v) = (format!("key:{i:08}"), format!("value-{i}-abcdefgh"));
+        w.string(k.as_bytes(), v.as_bytes(), None);
+        ferry::resp::encode_command(&mut pipe, &["DEL", &k]);
+        ferry::resp::encode_command(&mut pipe, &["SET", &k, &v]);
+    }
+    let rdb = w.finish();
+    let pipe_path = dir.path().join("cmds.resp");
+    std::fs::write(&pipe_path, &pipe).expect("write the pipe file");
+    let mut c = server.client();
+    for mode in [ValueMode::Auto, ValueMode::Commands] {
+        c.ok(&["FLUSHALL"]);
+        let mut opts = RestoreOptions::default();
+        opts.rewrite.mode = mode;
+        let path = dir.path().join("in.rdb");
+        std::fs::write(&path, &rdb).expect("write the RDB");
+        let mut cfg = config(&server);
+        if let Some(w) = std::env::var("FERRY_WINDOW")
+            .ok()
+            .and_then(|w| w.parse().ok())
+        {
+            cfg.window_cmds = w;
+        }
+        let started = Instant::now();
+        let r = restore_file(&path, cfg, &opts).expect("restore");
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(c.ok(&["DBSIZE"]).as_int(), Some(N as i64));
+        eprintln!(
+            "ferry restore {mode:?}: {N} keys in {secs:.2} s = {:.0} keys/s ({} commands, {:.1} MB sent)",
+            N as f64 / secs,
+            r.writer.commands,
+            r.writer.bytes as f64 / 1e6
+        );
+    }
+    c.ok(&["FLUSHALL"]);
+    let started = Instant::now();
+    let out = std::process::Command::new(&cli)
+        .args(["-p", &server.port().to_string(), "--pipe"])
+        .stdin(std::fs::File::open(&pipe_path).expect("open the pipe file"))
+        .output()
+        .expect("run redis-cli --pipe");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.ok(&["DBSIZE"]).as_int(), Some(N as i64));
+    eprintln!(
+        "redis-cli --pipe (DEL + SET per key): {N} keys in {secs:.2} s = {:.0} keys/s",
+        N as f64 / secs
+    );
+}

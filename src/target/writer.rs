@@ -295,6 +295,8 @@ pub struct Writer {
     // Writing: queued bytes not yet on the socket.
     out: VecDeque<Bytes>,
     small: Vec<u8>,
+    /// Commands queued since the last write.
+    unsent_cmds: usize,
 
     // Reading.
     inbuf: BytesMut,
@@ -364,6 +366,7 @@ impl Writer {
             stream,
             out: VecDeque::new(),
             small: Vec::with_capacity(WRITE_BATCH + COALESCE_MAX),
+            unsent_cmds: 0,
             inbuf: BytesMut::with_capacity(64 << 10),
             decoder: resp::Decoder::new(resp::DecoderConfig {
                 inline_bulk_max: 64 << 10,
@@ -517,7 +520,7 @@ impl Writer {
     async fn call(&mut self, args: &[&[u8]]) -> Result<Frame, TargetError> {
         let mut buf = Vec::new();
         resp::encode_command(&mut buf, args);
-        self.out.push_back(Bytes::from(buf));
+        self.queue_bytes(&Bytes::from(buf));
         self.write_out().await?;
         loop {
             match parse_frame(&self.inbuf, &Limits::default()) {
@@ -590,7 +593,10 @@ impl Writer {
             attempts: 0,
             outstanding: false,
         });
-        if self.queued() >= WRITE_BATCH {
+        // Write once a batch is gathered, or a quarter of the window: waiting for a full
+        // window before writing would leave the server idle while it fills.
+        self.unsent_cmds += need_cmds;
+        if self.queued() >= WRITE_BATCH || self.unsent_cmds >= self.cfg.window_cmds / 4 {
             self.write_out().await?;
         }
         Ok(())
@@ -697,22 +703,24 @@ impl Writer {
 
     fn enqueue_raw(&mut self, entry: Entry) {
         if entry.discard_first {
-            self.queue_bytes(Bytes::from_static(DISCARD));
+            self.queue_bytes(&Bytes::from_static(DISCARD));
         }
-        self.queue_bytes(entry.bytes.clone());
+        self.queue_bytes(&entry.bytes);
         self.inflight_cmds += entry.expected() as usize;
         self.inflight_bytes += entry.bytes.len();
         self.stats.commands += u64::from(entry.expected());
         self.inflight.push_back(entry);
     }
 
-    fn queue_bytes(&mut self, b: Bytes) {
+    /// Small commands are copied into the coalescing buffer; large ones are queued as
+    /// they are (a reference count, no copy).
+    fn queue_bytes(&mut self, b: &Bytes) {
         self.stats.bytes += b.len() as u64;
         if b.len() <= COALESCE_MAX {
-            self.small.extend_from_slice(&b);
+            self.small.extend_from_slice(b);
         } else {
             self.seal_small();
-            self.out.push_back(b);
+            self.out.push_back(b.clone());
         }
     }
 
@@ -729,6 +737,7 @@ impl Writer {
     /// dropped from the queue, or none: cancelling between them loses nothing.
     async fn write_out(&mut self) -> Result<(), TargetError> {
         self.seal_small();
+        self.unsent_cmds = 0;
         while !self.out.is_empty() {
             let slices: Vec<IoSlice<'_>> =
                 self.out.iter().take(64).map(|b| IoSlice::new(b)).collect();

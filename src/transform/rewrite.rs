@@ -322,7 +322,11 @@ impl KeyRewriter {
             plan,
             held: Vec::new(),
             held_bytes: 0,
-            cmds: CmdBuf::default(),
+            cmds: CmdBuf {
+                // Room for a small key's few commands without regrowing.
+                buf: Vec::with_capacity(256 + 2 * k.key.len()),
+                n: 0,
+            },
             batch: Batch::default(),
             field_ttls: Vec::new(),
             ttl_warned: false,
