@@ -335,6 +335,65 @@ fn busy_script_is_waited_out_and_nothing_is_lost_or_reordered() {
 }
 
 #[test]
+fn a_transaction_refused_while_busy_goes_again_whole() {
+    let Some(spec) = newest(Flavor::Valkey) else {
+        return;
+    };
+    let server = Server::start(&spec, &["--lua-time-limit", "50"]);
+    let addr = server.addr();
+    let rt = runtime();
+    let mut w = rt
+        .block_on(Writer::connect(config(&server)))
+        .expect("connect");
+    let looping =
+        thread::spawn(move || Client::connect(addr).cmd_str(&["EVAL", "while true do end", "0"]));
+    let killer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(800));
+        let mut c = Client::connect(addr);
+        while c.cmd_str(&["SCRIPT", "KILL"]).is_error() {
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+    let stats = rt.block_on(async {
+        for i in 0..50u64 {
+            let mut tx = Vec::new();
+            let v = i.to_string();
+            ferry::resp::encode_command(&mut tx, &["MULTI"]);
+            ferry::resp::encode_command(&mut tx, &["RPUSH", "tx", &v]);
+            ferry::resp::encode_command(&mut tx, &["INCR", "count"]);
+            ferry::resp::encode_command(&mut tx, &["EXEC"]);
+            let cmd = Cmd {
+                db: Some(0),
+                bytes: Bytes::from(tx),
+                n: 4,
+                tag: 2 * i + 1,
+                kind: CmdKind::Transaction { key: None },
+            };
+            w.send(cmd).await.expect("send");
+            let cmd =
+                data(Some(0), "plain", &[b"RPUSH", b"plain", v.as_bytes()]).with_tag(2 * i + 2);
+            w.send(cmd).await.expect("send");
+        }
+        w.flush().await.expect("flush");
+        assert_eq!(w.acked_tag(), 100);
+        w.stats()
+    });
+    let _ = looping.join();
+    let _ = killer.join();
+    eprintln!(
+        "errors {:?}, {} commands resent",
+        stats.errors_by_class, stats.retried
+    );
+    let mut c = server.client();
+    assert_eq!(list(&mut c, "tx"), numbers(50));
+    assert_eq!(list(&mut c, "plain"), numbers(50));
+    assert_eq!(c.ok(&["GET", "count"]).as_int(), Some(50));
+    assert!(stats.errors_by_class.get("BUSY").copied().unwrap_or(0) > 0);
+    assert_eq!(stats.skipped_total, 0, "{:?}", stats.skipped);
+}
+
+#[test]
 fn loading_target_is_waited_out_and_nothing_is_lost() {
     // key-load-delay makes loading slow enough to write into (6.0+).
     let Some(spec) = newest(Flavor::Redis).filter(|s| s.redis_at_least(6, 0)) else {

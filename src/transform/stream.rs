@@ -31,7 +31,11 @@ const EMPTY_STREAM_GROUP: &[u8] = b"ferry-create";
 /// Where the rewrite of a stream is.
 #[derive(Debug, Default)]
 pub(super) struct StreamState {
-    /// Fields still to come for the XADD being written.
+    /// The entry being gathered: its id, its field-value pairs (as RESP bulks), and how
+    /// many pairs are still to come.
+    entry_id: StreamId,
+    entry: Vec<u8>,
+    entry_pairs: usize,
     fields_left: u64,
     /// XADDs written.
     entries: u64,
@@ -54,32 +58,38 @@ impl KeyRewriter {
         let name = st.name.clone();
         match *p {
             Piece::StreamEntry { id, fields } => {
-                if fields == 0 {
-                    return; // XADD needs a field; servers never store such an entry
-                }
-                let id = id.to_string();
-                st.cmds.begin(3 + 2 * fields as usize);
-                bulk(&mut st.cmds.buf, b"XADD");
-                bulk(&mut st.cmds.buf, &name);
-                bulk(&mut st.cmds.buf, id.as_bytes());
+                // The fields are gathered apart and the XADD written whole once the last
+                // one is in: a value cut short must not leave half a command in a Cmd.
+                st.stream.entry.clear();
+                st.stream.entry_pairs = 0;
+                st.stream.entry_id = id;
                 st.stream.fields_left = fields;
-                st.stream.entries += 1;
-                st.written += 1;
             }
             Piece::StreamField { field, value } => {
                 if st.stream.fields_left == 0 {
                     return;
                 }
-                bulk_elem(&mut st.cmds.buf, field);
-                bulk_elem(&mut st.cmds.buf, value);
+                bulk_elem(&mut st.stream.entry, field);
+                bulk_elem(&mut st.stream.entry, value);
+                st.stream.entry_pairs += 1;
                 st.stream.fields_left -= 1;
-                if st.stream.fields_left == 0 {
-                    st.cmds.end();
-                    if st.cmds.n as usize >= self.cfg.batch_elems {
-                        self.flush(st, out);
-                    } else {
-                        self.maybe_flush(st, out);
-                    }
+                if st.stream.fields_left > 0 {
+                    return;
+                }
+                let id = st.stream.entry_id.to_string();
+                let argc = 3 + 2 * st.stream.entry_pairs;
+                st.cmds.begin(argc);
+                bulk(&mut st.cmds.buf, b"XADD");
+                bulk(&mut st.cmds.buf, &name);
+                bulk(&mut st.cmds.buf, id.as_bytes());
+                st.cmds.buf.extend_from_slice(&st.stream.entry);
+                st.cmds.end();
+                st.stream.entries += 1;
+                st.written += 1;
+                if st.cmds.n as usize >= self.cfg.batch_elems {
+                    self.flush(st, out);
+                } else {
+                    self.maybe_flush(st, out);
                 }
             }
             Piece::StreamMeta {
