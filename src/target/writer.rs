@@ -63,8 +63,9 @@
 //! # Cancellation
 //!
 //! Every await point leaves the state consistent (socket writes advance the queue only
-//! by what was written; the backoff deadline is stored before sleeping), so `recv` can be
-//! used in a `select!` and any call may be abandoned and made again. After an I/O error
+//! by what was written; the backoff deadline is stored before sleeping), so `recv`,
+//! `push` and `flush` can be used in a `select!`, abandoned and called again. A `send`
+//! that is abandoned may already have queued its command: do not send it again. After an I/O error
 //! or a fatal error the writer is stopped: commands after `acked_tag` may or may not have
 //! been applied, and the caller resumes from `acked_tag` on a new writer.
 
@@ -424,7 +425,7 @@ impl Writer {
         }
         let mut waited = 0u32;
         let text = loop {
-            let reply = self.call_patiently(&[b"INFO", b"all"]).await?;
+            let reply = self.call_patiently(&[b"INFO"]).await?;
             let text = match (reply.error_text(), reply.as_bytes()) {
                 (Some(e), _) => {
                     let (class, name) = classify(e);
@@ -608,9 +609,10 @@ impl Writer {
         self.write_out().await
     }
 
-    /// Waits for some replies (at least one when anything is in flight) and processes
-    /// them, resending when a retry is due. For a `select!` loop that wants
-    /// [`acked_tag`](Self::acked_tag) to advance while it waits for other input.
+    /// Waits for some replies and processes them, resending when a retry is due. For a
+    /// `select!` loop that wants [`acked_tag`](Self::acked_tag) to advance while it waits
+    /// for other input; guard it with `if w.in_flight() > 0`, since with nothing in flight
+    /// it returns at once.
     pub async fn recv(&mut self) -> Result<(), TargetError> {
         self.check_stopped()?;
         if self.retry_pending {

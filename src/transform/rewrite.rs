@@ -595,7 +595,9 @@ impl KeyRewriter {
         let Some(big) = st.big.take() else {
             return;
         };
-        st.written += 1;
+        if !big.drop {
+            st.written += 1;
+        }
         if big.drop || big.role == BigRole::StringValue {
             if big.role == BigRole::StringValue && big.first {
                 // A zero-length "big" string: still a key.
