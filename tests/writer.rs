@@ -827,7 +827,8 @@ fn throughput_of_a_million_keys_against_redis_cli_pipe() {
         let secs = started.elapsed().as_secs_f64();
         assert_eq!(c.ok(&["DBSIZE"]).as_int(), Some(N as i64));
         eprintln!(
-            "ferry restore {mode:?}: {N} keys in {secs:.2} s = {:.0} keys/s ({} commands, {:.1} MB sent)",
+            "ferry restore {mode:?}: {N} keys in {secs:.2} s = {:.0} keys/s \
+             ({} commands, {:.1} MB sent)",
             N as f64 / secs,
             r.writer.commands,
             r.writer.bytes as f64 / 1e6

@@ -31,7 +31,8 @@ pub enum CmdKind {
     /// `None` (a verbatim command from a replication stream, say) is treated as
     /// touching every key.
     Data { key: Option<Bytes> },
-    /// `RESTORE key …`. A `BUSYKEY` reply is judged by [`ErrorPolicy::busykey`](super::ErrorPolicy).
+    /// `RESTORE key …`. A `BUSYKEY` reply is judged by
+    /// [`ErrorPolicy::busykey`](super::ErrorPolicy).
     Restore { key: Bytes },
     /// `RENAMENX staging key` then `DEL staging`: the end of a value written under a
     /// staging name because the target key must not be overwritten. A `:0` reply to the

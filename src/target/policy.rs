@@ -2,13 +2,14 @@
 //!
 //! Every error reply falls in one class, decided by its code (the first word):
 //!
-//! | class      | codes                                                        | what the writer does |
-//! |------------|--------------------------------------------------------------|----------------------|
-//! | `Retry`    | LOADING BUSY TRYAGAIN OOM MASTERDOWN CLUSTERDOWN NOREPLICAS READONLY MISCONF | stop sending, drain, back off, send the failed commands again |
-//! | `Redirect` | MOVED ASK                                                    | fatal here: a cluster target needs the router in front of the writer |
-//! | `Fatal`    | NOAUTH NOPERM WRONGPASS, any error to the writer's own `SELECT` | stop with the error |
-//! | `BusyKey`  | BUSYKEY (and `:0` from a guard's RENAMENX)                   | [`ErrorPolicy::busykey`] |
-//! | `Skip`     | everything else (WRONGTYPE, ERR …)                           | [`ErrorPolicy::on_error`] |
+//! * `Retry`: LOADING BUSY TRYAGAIN OOM MASTERDOWN CLUSTERDOWN NOREPLICAS READONLY
+//!   MISCONF. The writer stops sending, drains, backs off and sends the failed commands
+//!   again.
+//! * `Redirect`: MOVED ASK. Fatal for one writer: a cluster target needs the router in
+//!   front of its writers.
+//! * `Fatal`: NOAUTH NOPERM WRONGPASS, and any error to the writer's own `SELECT`.
+//! * `BusyKey`: BUSYKEY (and `:0` from a guard's `RENAMENX`): [`ErrorPolicy::busykey`].
+//! * `Skip`: everything else (WRONGTYPE, `ERR …`): [`ErrorPolicy::on_error`].
 //!
 //! The retry class is what a healthy server answers while it cannot take writes *for
 //! now*: it is loading, running a script, short of memory, failing over. Nothing was

@@ -65,9 +65,11 @@
 //! Every await point leaves the state consistent (socket writes advance the queue only
 //! by what was written; the backoff deadline is stored before sleeping), so `recv`,
 //! `push` and `flush` can be used in a `select!`, abandoned and called again. A `send`
-//! that is abandoned may already have queued its command: do not send it again. After an I/O error
-//! or a fatal error the writer is stopped: commands after `acked_tag` may or may not have
-//! been applied, and the caller resumes from `acked_tag` on a new writer.
+//! that is abandoned may already have queued its command: do not send it again.
+//!
+//! After an I/O error or a fatal error the writer is stopped: commands after `acked_tag`
+//! may or may not have been applied, and the caller resumes from `acked_tag` on a new
+//! writer.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::IoSlice;
@@ -285,6 +287,9 @@ impl Entry {
 }
 
 const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
+/// What a guard's refused `RENAMENX` is recorded as: a `BUSYKEY`, as RESTORE would say.
+const GUARD_REFUSED: &[u8] =
+    b"BUSYKEY Target key name already exists (the staged value was not moved in)";
 
 /// A pipelined connection to one target server.
 pub struct Writer {
@@ -412,7 +417,8 @@ impl Writer {
                 let text = String::from_utf8_lossy(e).into_owned();
                 // A password for a server that has none: harmless, go on.
                 if text.contains("no password is set") || text.contains("without any password") {
-                    tracing::warn!(target = %self.target, "the target has no password set; AUTH ignored");
+                    let target = &self.target;
+                    tracing::warn!(%target, "no password set on the target; AUTH ignored");
                 } else {
                     let (_, name) = classify(e);
                     return Err(TargetError::Auth {
@@ -572,6 +578,14 @@ impl Writer {
                 ),
             });
         }
+        // A Cmd whose `n` does not match its bytes would shift every later reply onto
+        // the wrong command; the check costs a scan, so it runs in debug builds.
+        debug_assert!(
+            split_commands(&cmd.bytes, cmd.n as usize)
+                .is_some_and(|r| r.last().map(|r| r.end) == Some(cmd.bytes.len())),
+            "a Cmd's bytes must be exactly its {} commands",
+            cmd.n
+        );
         self.drive_retry().await?;
         let select = u32::from(self.needs_select(cmd.db));
         let need_cmds = (cmd.n + select) as usize;
@@ -888,12 +902,7 @@ impl Writer {
                 }
                 self.check_db()?;
                 if matches!(k, CmdKind::Guard { .. }) && idx == 0 && int == Some(0) {
-                    self.judge(
-                        Class::BusyKey,
-                        "BUSYKEY",
-                        b"BUSYKEY Target key name already exists (the staged value was not moved in)",
-                        idx,
-                    )?;
+                    self.judge(Class::BusyKey, "BUSYKEY", GUARD_REFUSED, idx)?;
                 }
                 let last = matches!(k, CmdKind::Transaction { .. }) && done;
                 if self.retry_pending && (last || !matches!(k, CmdKind::Transaction { .. })) {
@@ -1115,7 +1124,12 @@ impl Writer {
                 .is_some_and(|m| entry.attempts > m);
             if give_up {
                 for f in &entry.failures {
-                    tracing::warn!(target = %self.target, class = f.class, attempts = entry.attempts, "giving up on a command after retries");
+                    tracing::warn!(
+                        target = %self.target,
+                        class = f.class,
+                        attempts = entry.attempts,
+                        "giving up on a command after retries"
+                    );
                     self.judge_entry(&entry, Class::Skip, f.class, &f.text, f.idx)?;
                 }
                 if entry.outstanding {
@@ -1219,7 +1233,11 @@ impl Writer {
             tag: entry.tag,
         };
         if class == Class::BusyKey && policy.busykey == Conflict::Skip {
-            tracing::debug!(target = %self.target, key = %show_key(record.key.as_ref()), "key exists on the target; kept");
+            tracing::debug!(
+                target = %self.target,
+                key = %show_key(record.key.as_ref()),
+                "key exists on the target; kept"
+            );
         } else {
             tracing::warn!(
                 target = %self.target,
