@@ -237,6 +237,13 @@ impl KeyRewriter {
         }
     }
 
+    /// A helper key for `key`: in its cluster slot (see [`staging_name`]); on a
+    /// standalone target any name does, so there is always one.
+    fn helper_key(&self, key: &[u8], suffix: &[u8]) -> Option<Bytes> {
+        staging_name(key, suffix)
+            .or_else(|| (!self.target.cluster).then(|| Bytes::from([key, suffix].concat())))
+    }
+
     /// Moves the clock on (call it as time passes during a long copy).
     pub fn set_now(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
@@ -280,7 +287,7 @@ impl KeyRewriter {
             (true, Some(_)) => Plan::RestoreOnly,
             (false, None) => Plan::Commands,
             (false, Some(why)) => {
-                let reason = if restore_ok || self.cfg.mode == ValueMode::Commands {
+                let reason = if self.cfg.mode == ValueMode::Commands {
                     why.to_string()
                 } else {
                     format!(
@@ -295,7 +302,7 @@ impl KeyRewriter {
             }
         };
         if matches!(plan, Plan::Hold | Plan::Commands) && self.cfg.conflict != Conflict::Replace {
-            match staging_name(&key, STAGING_SUFFIX) {
+            match self.helper_key(&key, STAGING_SUFFIX) {
                 Some(s) => {
                     name = s;
                     staged = true;
@@ -551,7 +558,7 @@ impl KeyRewriter {
         }
         let into = match role {
             BigRole::StringValue => Some(st.name.clone()),
-            _ => staging_name(&st.key, ELEMENT_SUFFIX).filter(|_| !drop),
+            _ => self.helper_key(&st.key, ELEMENT_SUFFIX).filter(|_| !drop),
         };
         st.big = Some(Big {
             role,
