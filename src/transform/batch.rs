@@ -25,11 +25,6 @@ pub fn bulk_elem(out: &mut Vec<u8>, e: Elem<'_>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends the decimal text of `v` as a bulk string.
-pub fn bulk_int(out: &mut Vec<u8>, v: i64) {
-    bulk(out, v.to_string().as_bytes());
-}
-
 /// Whole commands gathered for one `Cmd`.
 #[derive(Debug, Default)]
 pub struct CmdBuf {
