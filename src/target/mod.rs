@@ -1,1 +1,27 @@
-//! The target side: a pipelined writer per target connection.
+//! The target side: what a target server is, and the pipelined writer that applies
+//! commands to it.
+//!
+//! * [`writer`]: [`Writer`], one connection with a window of commands in flight, replies
+//!   matched first-in first-out, `SELECT` tracked, every error reply classified, retries
+//!   that keep the order of writes per key, and the acknowledged tag (the source offset
+//!   that is truly applied).
+//! * [`cmd`]: [`Cmd`], the unit handed to the writer: one or more whole RESP commands, the
+//!   db they belong to, a tag, and what they are for.
+//! * [`policy`]: error classes and the operator's [`ErrorPolicy`].
+//! * [`info`]: [`ServerInfo`], the target's family, version, limits and features.
+//! * [`error`]: the one error type, [`TargetError`].
+//!
+//! The writer knows nothing of RDB files or replication: `transform` turns source data
+//! into `Cmd`s, and `sync` feeds them here.
+
+pub mod cmd;
+pub mod error;
+pub mod info;
+pub mod policy;
+pub mod writer;
+
+pub use cmd::{Cmd, CmdKind};
+pub use error::{Rejection, TargetError};
+pub use info::ServerInfo;
+pub use policy::{Conflict, ErrorPolicy, OnError};
+pub use writer::{SkipRecord, Writer, WriterConfig, WriterStats};

@@ -1,0 +1,604 @@
+//! The rewriter's choices, command by command, without a server (the servers' view of
+//! the result is in `tests/restore_matrix.rs` and `tests/writer.rs`).
+
+use super::rewrite::{KeyRewriter, Outcome, RewriteConfig, ValueMode};
+use crate::rdb::decoder::*;
+use crate::rdb::dump::payload;
+use crate::rdb::{Elem, Flavor, KeyEnd, KeyInfo, ModuleId, Piece, StreamId, ValueKind};
+use crate::target::cmd::{command_args, split_commands};
+use crate::target::{Cmd, CmdKind, Conflict, ServerInfo};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn redis(v: (u32, u32, u32)) -> ServerInfo {
+    ServerInfo::new(false, v)
+}
+
+fn info(key: &[u8], kind: ValueKind, type_byte: u8, expire_ms: Option<i64>) -> KeyInfo<'_> {
+    KeyInfo {
+        db: 2,
+        key,
+        kind,
+        type_byte,
+        expire_ms,
+        idle_s: None,
+        freq: None,
+        offset: 0,
+    }
+}
+
+fn end(raw: Option<&[u8]>) -> KeyEnd<'_> {
+    KeyEnd {
+        encoded_len: raw.map_or(0, |r| r.len() as u64),
+        elements: 1,
+        raw,
+        empty: false,
+    }
+}
+
+/// Every command of every Cmd, as text arguments.
+fn argvs(cmds: &[Cmd]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for c in cmds {
+        let ranges = split_commands(&c.bytes, c.n as usize).expect("well-formed Cmd");
+        assert_eq!(
+            ranges.last().map(|r| r.end),
+            Some(c.bytes.len()),
+            "stray bytes"
+        );
+        for r in ranges {
+            out.push(
+                command_args(&c.bytes[r])
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Runs one key through a rewriter; returns the Cmds emitted before `end` and after.
+fn one_key(
+    r: &mut KeyRewriter,
+    k: &KeyInfo<'_>,
+    pieces: &[Piece<'_>],
+    e: &KeyEnd<'_>,
+) -> (Vec<Cmd>, Vec<Cmd>, Outcome) {
+    let mut early = Vec::new();
+    r.key(k, &mut |c| early.push(c));
+    for p in pieces {
+        r.piece(p, &mut |c| early.push(c));
+    }
+    let mut late = Vec::new();
+    let outcome = r.end(e, &mut |c| late.push(c));
+    (early, late, outcome)
+}
+
+fn words(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_small_value_goes_as_one_restore_with_an_absolute_ttl() {
+    let raw = b"\x00\x05hello";
+    let exp = NOW + 5000;
+    for (conflict, tail) in [
+        (Conflict::Replace, vec!["REPLACE", "ABSTTL"]),
+        (Conflict::Skip, vec!["ABSTTL"]),
+    ] {
+        let cfg = RewriteConfig {
+            conflict,
+            ..RewriteConfig::default()
+        };
+        let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+        let k = info(b"k", ValueKind::String, RDB_TYPE_STRING, Some(exp));
+        let (early, late, o) = one_key(
+            &mut r,
+            &k,
+            &[Piece::String(Elem::Bytes(b"hello"))],
+            &end(Some(raw)),
+        );
+        assert!(
+            early.is_empty(),
+            "nothing before the end: {:?}",
+            argvs(&early)
+        );
+        assert_eq!(o, Outcome::Restore);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].db, Some(2));
+        assert!(matches!(&late[0].kind, CmdKind::Restore { key } if &key[..] == b"k"));
+        let p = payload(raw, 11);
+        let args = command_args(&late[0].bytes);
+        assert_eq!(
+            args[..3],
+            [&b"RESTORE"[..], b"k", exp.to_string().as_bytes()]
+        );
+        assert_eq!(args[3], &p[..]);
+        let tail: Vec<&[u8]> = tail.iter().map(|s| s.as_bytes()).collect();
+        assert_eq!(args[4..], tail[..]);
+    }
+}
+
+#[test]
+fn a_target_before_5_0_gets_a_relative_ttl() {
+    let raw = b"\x00\x01v";
+    let exp = super::now_ms() + 60_000;
+    let mut r = KeyRewriter::new(
+        &RewriteConfig::default(),
+        &redis((3, 0, 5)),
+        Flavor::Redis,
+        NOW,
+    );
+    let k = info(b"k", ValueKind::String, RDB_TYPE_STRING, Some(exp));
+    let (_, late, o) = one_key(&mut r, &k, &[], &end(Some(raw)));
+    assert_eq!(o, Outcome::Restore);
+    let a = argvs(&late);
+    let ttl: i64 = a[0][2].parse().expect("ttl");
+    assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
+    assert_eq!(a[0][4], "REPLACE");
+    assert_eq!(a[0].len(), 5, "no ABSTTL: {:?}", a[0]);
+    // The exact version a 3.0 server demands.
+    let p = command_args(&late[0].bytes)[3];
+    assert_eq!(&p[p.len() - 10..p.len() - 8], &[6, 0]);
+}
+
+#[test]
+fn a_type_the_target_cannot_load_streams_commands_without_holding() {
+    let cfg = RewriteConfig {
+        batch_elems: 100,
+        batch_bytes: 512,
+        ..RewriteConfig::default()
+    };
+    // A listpack-noded quicklist (7.0+) cannot be loaded by 6.2.
+    let mut r = KeyRewriter::new(&cfg, &redis((6, 2, 14)), Flavor::Redis, NOW);
+    let items: Vec<String> = (0..250).map(|i| format!("i{i}")).collect();
+    let pieces: Vec<Piece<'_>> = items
+        .iter()
+        .map(|s| Piece::ListItem(Elem::Bytes(s.as_bytes())))
+        .chain([Piece::ListItem(Elem::Int(-7))])
+        .collect();
+    let k = info(
+        b"l",
+        ValueKind::List,
+        RDB_TYPE_LIST_QUICKLIST_2,
+        Some(NOW + 1),
+    );
+    let (early, late, o) = one_key(&mut r, &k, &pieces, &end(Some(b"\x12ignored")));
+    assert_eq!(o, Outcome::Commands);
+    assert!(
+        !early.is_empty(),
+        "commands are emitted as the value passes"
+    );
+    let all = [early, late].concat();
+    assert!(all
+        .iter()
+        .all(|c| c.db == Some(2) && c.bytes.len() < 2 * 512));
+    let a = argvs(&all);
+    assert_eq!(a[0], words(&["DEL", "l"]));
+    assert_eq!(
+        a.last().expect("commands"),
+        &words(&["PEXPIREAT", "l", &(NOW + 1).to_string()])
+    );
+    let pushed: Vec<&str> = a
+        .iter()
+        .filter(|c| c[0] == "RPUSH")
+        .flat_map(|c| c[2..].iter().map(String::as_str))
+        .collect();
+    let expected: Vec<String> = items.iter().cloned().chain(["-7".to_string()]).collect();
+    assert_eq!(pushed, expected);
+    assert!(a.iter().all(|c| c[0] != "RPUSH" || c.len() <= 102));
+}
+
+#[test]
+fn held_commands_that_outgrow_restore_max_go_out_as_commands() {
+    let cfg = RewriteConfig {
+        restore_max: 300,
+        batch_bytes: 100,
+        ..RewriteConfig::default()
+    };
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+    let members: Vec<String> = (0..40).map(|i| format!("member-{i}")).collect();
+    let pieces: Vec<Piece<'_>> = members
+        .iter()
+        .map(|m| Piece::SetMember(Elem::Bytes(m.as_bytes())))
+        .collect();
+    let k = info(b"s", ValueKind::Set, RDB_TYPE_SET, None);
+    // A raw within the limit would have been restored; this one came too late to matter.
+    let (early, late, o) = one_key(&mut r, &k, &pieces, &end(Some(b"\x02\x00")));
+    assert_eq!(o, Outcome::Commands);
+    assert!(!early.is_empty());
+    let added = argvs(&[early, late].concat())
+        .iter()
+        .filter(|c| c[0] == "SADD")
+        .map(|c| c.len() - 2)
+        .sum::<usize>();
+    assert_eq!(added, 40);
+
+    // Small enough to hold: RESTORE after all, the commands dropped.
+    let (early, late, o) = one_key(&mut r, &k, &pieces[..3], &end(Some(b"\x02\x00")));
+    assert_eq!((early.len(), late.len(), o), (0, 1, Outcome::Restore));
+}
+
+#[test]
+fn hash_field_ttls_go_where_the_target_keeps_them() {
+    let fields = [
+        Piece::HashField {
+            field: Elem::Bytes(b"a"),
+            value: Elem::Int(1),
+            expire_ms: Some(NOW + 10),
+        },
+        Piece::HashField {
+            field: Elem::Bytes(b"b"),
+            value: Elem::Bytes(b"x"),
+            expire_ms: None,
+        },
+        Piece::HashField {
+            field: Elem::Bytes(b"c"),
+            value: Elem::Bytes(b"y"),
+            expire_ms: Some(NOW + 10),
+        },
+        Piece::HashField {
+            field: Elem::Bytes(b"gone"),
+            value: Elem::Bytes(b"z"),
+            expire_ms: Some(NOW - 1),
+        },
+    ];
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        ..RewriteConfig::default()
+    };
+    let k = info(b"h", ValueKind::Hash, RDB_TYPE_HASH_METADATA, None);
+    let at = (NOW + 10).to_string();
+
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 4, 1)), Flavor::Redis, NOW);
+    let (_, late, _) = one_key(&mut r, &k, &fields, &end(None));
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", "h"]),
+            words(&["HSET", "h", "a", "1", "b", "x", "c", "y"]),
+            words(&["HPEXPIREAT", "h", &at, "FIELDS", "2", "a", "c"]),
+        ]
+    );
+    assert_eq!(r.stats().fields_expired, 1);
+
+    let mut r = KeyRewriter::new(&cfg, &redis((3, 2, 6)), Flavor::Redis, NOW);
+    let (_, late, _) = one_key(&mut r, &k, &fields, &end(None));
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", "h"]),
+            words(&["HMSET", "h", "a", "1", "b", "x", "c", "y"])
+        ]
+    );
+    assert_eq!(r.stats().field_ttls_dropped, 1);
+}
+
+fn stream_pieces() -> Vec<Piece<'static>> {
+    let id = |ms, seq| StreamId { ms, seq };
+    vec![
+        Piece::StreamEntry {
+            id: id(5, 1),
+            fields: 2,
+        },
+        Piece::StreamField {
+            field: Elem::Bytes(b"f"),
+            value: Elem::Int(1),
+        },
+        Piece::StreamField {
+            field: Elem::Bytes(b"g"),
+            value: Elem::Bytes(b"v"),
+        },
+        Piece::StreamMeta {
+            length: 1,
+            last_id: id(9, 0),
+            first_id: Some(id(5, 1)),
+            max_deleted_id: Some(id(9, 0)),
+            entries_added: Some(3),
+            groups: 1,
+        },
+        Piece::StreamGroup {
+            name: b"g",
+            last_id: id(5, 1),
+            entries_read: Some(1),
+            pending: 1,
+        },
+        Piece::StreamPending {
+            id: id(5, 1),
+            delivery_time_ms: 1234,
+            delivery_count: 3,
+        },
+        Piece::StreamConsumer {
+            name: b"alice",
+            seen_time_ms: 1,
+            active_time_ms: None,
+            pending: 1,
+        },
+        Piece::StreamConsumerPending { id: id(5, 1) },
+        Piece::StreamConsumer {
+            name: b"idle",
+            seen_time_ms: 1,
+            active_time_ms: None,
+            pending: 0,
+        },
+    ]
+}
+
+#[test]
+fn streams_are_rebuilt_with_what_each_target_supports() {
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        ..RewriteConfig::default()
+    };
+    let k = info(b"st", ValueKind::Stream, RDB_TYPE_STREAM_LISTPACKS_3, None);
+    let claim = words(&[
+        "XCLAIM",
+        "st",
+        "g",
+        "alice",
+        "0",
+        "5-1",
+        "TIME",
+        "1234",
+        "RETRYCOUNT",
+        "3",
+        "FORCE",
+        "JUSTID",
+    ]);
+
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+    let (_, late, o) = one_key(&mut r, &k, &stream_pieces(), &end(None));
+    assert_eq!(o, Outcome::Commands);
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", "st"]),
+            words(&["XADD", "st", "5-1", "f", "1", "g", "v"]),
+            words(&[
+                "XSETID",
+                "st",
+                "9-0",
+                "ENTRIESADDED",
+                "3",
+                "MAXDELETEDID",
+                "9-0"
+            ]),
+            words(&["XGROUP", "CREATE", "st", "g", "5-1", "ENTRIESREAD", "1"]),
+            words(&["XGROUP", "CREATECONSUMER", "st", "g", "alice"]),
+            claim.clone(),
+            words(&["XGROUP", "CREATECONSUMER", "st", "g", "idle"]),
+        ]
+    );
+
+    let mut r = KeyRewriter::new(&cfg, &redis((6, 0, 9)), Flavor::Redis, NOW);
+    let (_, late, _) = one_key(&mut r, &k, &stream_pieces(), &end(None));
+    let read = |c: &str| {
+        words(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            c,
+            "COUNT",
+            "1",
+            "STREAMS",
+            "st",
+            "0",
+        ])
+    };
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", "st"]),
+            words(&["XADD", "st", "5-1", "f", "1", "g", "v"]),
+            words(&["XSETID", "st", "9-0"]),
+            words(&["XGROUP", "CREATE", "st", "g", "5-1"]),
+            read("alice"),
+            claim,
+            read("idle"),
+        ]
+    );
+
+    // No target for streams at all: skipped, with the reason recorded.
+    let mut r = KeyRewriter::new(&cfg, &redis((3, 2, 6)), Flavor::Redis, NOW);
+    let (early, late, o) = one_key(&mut r, &k, &stream_pieces(), &end(None));
+    assert_eq!((early.len(), late.len(), o), (0, 0, Outcome::Skipped));
+    assert!(r.stats().skips[0].reason.contains("no streams"));
+}
+
+#[test]
+fn an_empty_stream_is_made_with_a_throwaway_group() {
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        ..RewriteConfig::default()
+    };
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 0, 15)), Flavor::Redis, NOW);
+    let k = info(b"e", ValueKind::Stream, RDB_TYPE_STREAM_LISTPACKS_2, None);
+    let meta = Piece::StreamMeta {
+        length: 0,
+        last_id: StreamId { ms: 5, seq: 2 },
+        first_id: None,
+        max_deleted_id: Some(StreamId { ms: 5, seq: 2 }),
+        entries_added: Some(2),
+        groups: 0,
+    };
+    let (_, late, _) = one_key(&mut r, &k, &[meta], &end(None));
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", "e"]),
+            words(&["XGROUP", "CREATE", "e", "ferry-create", "0", "MKSTREAM"]),
+            words(&["XGROUP", "DESTROY", "e", "ferry-create"]),
+            words(&[
+                "XSETID",
+                "e",
+                "5-2",
+                "ENTRIESADDED",
+                "2",
+                "MAXDELETEDID",
+                "5-2"
+            ]),
+        ]
+    );
+}
+
+#[test]
+fn expired_empty_and_module_keys_write_nothing_they_should_not() {
+    let mut r = KeyRewriter::new(
+        &RewriteConfig::default(),
+        &redis((7, 2, 4)),
+        Flavor::Redis,
+        NOW,
+    );
+    let k = info(b"old", ValueKind::String, RDB_TYPE_STRING, Some(NOW));
+    let (e, l, o) = one_key(
+        &mut r,
+        &k,
+        &[Piece::String(Elem::Int(1))],
+        &end(Some(b"\x00\xc0\x01")),
+    );
+    assert_eq!((e.len(), l.len(), o), (0, 0, Outcome::Expired));
+
+    let k = info(b"empty", ValueKind::Set, RDB_TYPE_SET, None);
+    let empty = KeyEnd {
+        encoded_len: 2,
+        elements: 0,
+        raw: Some(b"\x02\x00"),
+        empty: true,
+    };
+    let (e, l, o) = one_key(&mut r, &k, &[], &empty);
+    assert_eq!((e.len(), l.len(), o), (0, 0, Outcome::Empty));
+
+    let module = Piece::Module {
+        module: ModuleId {
+            id: 1,
+            name: *b"ReJSON-RL",
+            encver: 3,
+        },
+    };
+    let k = info(b"m", ValueKind::Module, RDB_TYPE_MODULE_2, None);
+    let (_, l, o) = one_key(&mut r, &k, &[module], &end(Some(b"\x07\x00")));
+    assert_eq!((l.len(), o), (1, Outcome::Restore));
+    let (_, l, o) = one_key(&mut r, &k, &[module], &end(None));
+    assert_eq!((l.len(), o), (0, Outcome::Skipped));
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        ..RewriteConfig::default()
+    };
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+    let (_, l, o) = one_key(&mut r, &k, &[module], &end(Some(b"\x07\x00")));
+    assert_eq!((l.len(), o), (0, Outcome::Skipped));
+    assert_eq!(r.stats().skipped, 1);
+}
+
+#[test]
+fn a_conditional_commands_write_is_staged_and_moved_in_with_renamenx() {
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        conflict: Conflict::Skip,
+        ..RewriteConfig::default()
+    };
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+    let k = info(b"z", ValueKind::Zset, RDB_TYPE_ZSET_2, Some(NOW + 9));
+    let pieces = [
+        Piece::ZsetMember {
+            member: Elem::Bytes(b"m"),
+            score: 0.1,
+        },
+        Piece::ZsetMember {
+            member: Elem::Int(3),
+            score: f64::NEG_INFINITY,
+        },
+    ];
+    let (_, late, _) = one_key(&mut r, &k, &pieces, &end(None));
+    let st = "{z}:ferry-staging";
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", st]),
+            words(&["ZADD", st, "0.1", "m", "-inf", "3"]),
+            words(&["PEXPIREAT", st, &(NOW + 9).to_string()]),
+            words(&["RENAMENX", st, "z"]),
+            words(&["DEL", st]),
+        ]
+    );
+    assert!(
+        matches!(&late.last().expect("guard").kind, CmdKind::Guard { key } if &key[..] == b"z")
+    );
+}
+
+#[test]
+fn big_elements_are_staged_in_a_string_and_moved_by_a_script() {
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        ..RewriteConfig::default()
+    };
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+    let k = info(b"h", ValueKind::Hash, RDB_TYPE_HASH, None);
+    let pieces = [
+        Piece::HashField {
+            field: Elem::Bytes(b"a"),
+            value: Elem::Bytes(b"1"),
+            expire_ms: None,
+        },
+        Piece::BigStart {
+            role: crate::rdb::BigRole::HashValue,
+            len: 6,
+            field: Some(b"big"),
+            field_expire_ms: None,
+        },
+        Piece::Chunk(b"abc"),
+        Piece::Chunk(b"def"),
+        Piece::HashField {
+            field: Elem::Bytes(b"b"),
+            value: Elem::Bytes(b"2"),
+            expire_ms: None,
+        },
+    ];
+    let (_, late, _) = one_key(&mut r, &k, &pieces, &end(None));
+    let a = argvs(&late);
+    let tmp = "{h}:ferry-element";
+    assert_eq!(a[0], words(&["DEL", "h"]));
+    assert_eq!(a[1], words(&["HSET", "h", "a", "1"]));
+    assert_eq!(a[2], words(&["SET", tmp, "abc"]));
+    assert_eq!(a[3], words(&["APPEND", tmp, "def"]));
+    assert_eq!(a[4][0], "EVAL");
+    assert_eq!(a[4][2..], words(&["2", "h", tmp, "big"]));
+    assert_eq!(a[5], words(&["HSET", "h", "b", "2"]));
+
+    // A big string value: SET then APPEND on the key itself.
+    let k = info(b"s", ValueKind::String, RDB_TYPE_STRING, None);
+    let pieces = [
+        Piece::BigStart {
+            role: crate::rdb::BigRole::StringValue,
+            len: 4,
+            field: None,
+            field_expire_ms: None,
+        },
+        Piece::Chunk(b"ab"),
+        Piece::Chunk(b"cd"),
+    ];
+    let (_, late, _) = one_key(&mut r, &k, &pieces, &end(None));
+    assert_eq!(
+        argvs(&late),
+        [
+            words(&["DEL", "s"]),
+            words(&["SET", "s", "ab"]),
+            words(&["APPEND", "s", "cd"])
+        ]
+    );
+}
+
+#[test]
+fn functions_and_scripts() {
+    let code = b"#!lua name=lib\nredis.register_function('f', function() return 1 end)";
+    assert!(KeyRewriter::function(code, &redis((6, 2, 14))).is_none());
+    let cmd = KeyRewriter::function(code, &ServerInfo::new(true, (8, 0, 1))).expect("valkey");
+    assert_eq!(
+        argvs(&[cmd])[0][..3],
+        words(&["FUNCTION", "LOAD", "REPLACE"])[..]
+    );
+    let cmd = KeyRewriter::lua_script(b"return 1");
+    assert_eq!((cmd.db, cmd.kind.clone()), (None, CmdKind::Script));
+    assert_eq!(argvs(&[cmd])[0], words(&["SCRIPT", "LOAD", "return 1"]));
+}
