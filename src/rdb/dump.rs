@@ -82,7 +82,9 @@ impl RestoreTarget {
                         && source == Flavor::Valkey
                         && self.rdb_version >= 80)
             }
-            Flavor::Redis => source == Flavor::Redis && first <= self.rdb_version,
+            // Redis loads what its version has. A Valkey 9 value of a type Redis shares
+            // (≤ 21) has the same bytes: only the footer differs, and we write the footer.
+            Flavor::Redis => (source == Flavor::Redis || first <= 11) && first <= self.rdb_version,
         };
         loads.then_some(self.rdb_version)
     }
@@ -149,6 +151,7 @@ mod tests {
         let v91 = RestoreTarget::for_server(true, (9, 1, 2));
         assert_eq!(v91.version_for(Flavor::Valkey, RDB_TYPE_22), Some(80));
         assert_eq!(v91.version_for(Flavor::Redis, RDB_TYPE_22), None);
+        assert_eq!(r62.version_for(Flavor::Valkey, RDB_TYPE_ZSET_ZIPLIST), Some(9));
         let r74 = RestoreTarget::for_server(false, (7, 4, 1));
         assert_eq!(r74.version_for(Flavor::Valkey, RDB_TYPE_22), None);
         assert_eq!(
