@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Command::Rdb {
             command: RdbCommand::Inspect(args),
         } => rdb_inspect(args),
-        Command::Sync(_) | Command::Restore(_) => {
+        Command::Restore(args) => restore(args),
+        Command::Sync(_) => {
             eprintln!("ferry: not built yet");
             ExitCode::from(2)
         }
@@ -65,6 +66,64 @@ fn rdb_inspect(args: ferry::cli::InspectArgs) -> ExitCode {
         Err(InspectError::Io(e)) => {
             eprintln!("ferry: {name}: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn restore(args: ferry::cli::RestoreArgs) -> ExitCode {
+    use ferry::cli::{ConflictArg, LogFormat, ModeArg};
+    use ferry::target::{Conflict, WriterConfig};
+    use ferry::transform::{restore_file, RestoreOptions, ValueMode};
+    ferry::logging::init(args.log_format == Some(LogFormat::Json), "info");
+    let endpoint = match ferry::endpoint::Endpoint::parse(&args.target) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ferry: --target: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = RestoreOptions::default();
+    opts.rewrite.mode = match args.mode {
+        ModeArg::Auto => ValueMode::Auto,
+        ModeArg::Restore => ValueMode::Restore,
+        ModeArg::Commands => ValueMode::Commands,
+    };
+    opts.rewrite.conflict = match args.conflict {
+        ConflictArg::Replace => Conflict::Replace,
+        ConflictArg::Skip => Conflict::Skip,
+        ConflictArg::Error => Conflict::Error,
+    };
+    match restore_file(&args.file, WriterConfig::new(endpoint), &opts) {
+        Ok(r) => {
+            let secs = r.elapsed.as_secs_f64().max(1e-9);
+            // Skipped by the rewriter (nothing the target can take) or rejected by the target.
+            let skipped = r.skipped + r.writer.skipped_total;
+            tracing::info!(
+                "restored {} into {}: {} keys ({} by RESTORE, {} as commands), {} expired, {} skipped, {} functions, {} scripts; {:.1} s, {:.0} keys/s",
+                args.file.display(),
+                r.target,
+                r.keys,
+                r.restored,
+                r.commands,
+                r.expired,
+                skipped,
+                r.functions,
+                r.scripts,
+                secs,
+                r.keys as f64 / secs
+            );
+            for s in r.writer.skipped.iter().take(20) {
+                tracing::warn!("skipped: {} ({}): {}", s.command, s.class, s.message);
+            }
+            if skipped > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("ferry: restore: {e}");
+            ExitCode::from(1)
         }
     }
 }

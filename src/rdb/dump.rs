@@ -151,7 +151,10 @@ mod tests {
         let v91 = RestoreTarget::for_server(true, (9, 1, 2));
         assert_eq!(v91.version_for(Flavor::Valkey, RDB_TYPE_22), Some(80));
         assert_eq!(v91.version_for(Flavor::Redis, RDB_TYPE_22), None);
-        assert_eq!(r62.version_for(Flavor::Valkey, RDB_TYPE_ZSET_ZIPLIST), Some(9));
+        assert_eq!(
+            r62.version_for(Flavor::Valkey, RDB_TYPE_ZSET_ZIPLIST),
+            Some(9)
+        );
         let r74 = RestoreTarget::for_server(false, (7, 4, 1));
         assert_eq!(r74.version_for(Flavor::Valkey, RDB_TYPE_22), None);
         assert_eq!(
