@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod dataset;
+pub mod proxy;
 pub mod server;
 pub mod servers;
 pub mod tmp;
