@@ -18,8 +18,8 @@
 //!   bytes show they are not the start of the mark. The mark may be split across reads and
 //!   stream bytes may follow it in the same read; both were real bugs of other tools.
 //! * **Drain at network speed** (the reader task): one task reads the socket continuously
-//!   and pushes every item into the spool ([`super::spool`]): RAM up to `memory_queue`, then
-//!   a capped file on disk. A master disconnects a replica that reads too slowly (its output
+//!   and pushes every item into the spool (`spool.rs`): RAM up to `memory_queue`, then
+//!   capped files on disk. A master disconnects a replica that reads too slowly (its output
 //!   buffer passes `client-output-buffer-limit replica`) and every later full sync then fails
 //!   the same way; reading at network speed whatever the target does prevents that. A spool
 //!   that reaches its cap stops the link with a clear error instead of stalling the source.
@@ -29,8 +29,10 @@
 //!   trust, and what a restart resumes from; acknowledging received bytes would promise
 //!   durability the target does not have. While a snapshot is being received or applied we
 //!   send `\n` instead, as a loading replica does: it keeps the master's timeout at bay and
-//!   claims nothing. After a diskless snapshot one ACK goes out at once, because the master
-//!   starts the stream only after the first ACK.
+//!   claims nothing. The exception is the end of a diskless snapshot: the master starts the
+//!   stream only on an ACK that arrives after it has reaped its fork, so from the mark until
+//!   the first stream byte we ACK (still `applied`) at once and then every 50 ms; meanwhile
+//!   the master buffers the stream for us, against its output buffer limit.
 //! * **Reconnect**: a connection that drops in the stream phase is re-established with
 //!   `PSYNC <replid> <received+1>`: everything received is already queued for the consumer, so
 //!   `+CONTINUE` loses and repeats nothing. A drop during the snapshot means a new full sync.
@@ -213,10 +215,11 @@ impl ReplicaLink {
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut reader = Reader {
-            cfg,
             shared: shared.clone(),
             tx,
             stop: stop_rx,
+            backoff: Backoff::new(cfg.retry_backoff),
+            cfg,
         };
         reader.begin(&est)?;
         let task = tokio::spawn(reader.run(est));
@@ -266,10 +269,7 @@ impl ReplicaLink {
     }
 
     fn finish(&mut self, error: Option<SourceError>) -> Option<SourceItem> {
-        if let Some(e) = error {
-            tracing::error!("{e}");
-            self.error = Some(e);
-        }
+        self.error = error;
         self.finished = true;
         let _ = self.stop.send(true);
         None
@@ -375,6 +375,10 @@ struct Reader {
     shared: Arc<Shared>,
     tx: SpoolSender,
     stop: watch::Receiver<bool>,
+    /// Grows with every failed attempt and every connection lost before its stream
+    /// started (a master that drops us during each full sync must not be hammered);
+    /// reset when a connection reaches the stream.
+    backoff: Backoff,
 }
 
 /// How a connection ended.
@@ -397,6 +401,9 @@ impl Reader {
             // Everything received is queued, so the stream can continue right after it; a
             // snapshot cut short cannot be continued.
             let resume = framer.in_stream().then_some((replid, framer.offset));
+            if framer.in_stream() {
+                self.backoff = Backoff::new(self.cfg.retry_backoff);
+            }
             tracing::warn!(
                 source = %self.cfg.endpoint.addr(),
                 "replica link dropped: {reason}; reconnecting with {}",
@@ -409,11 +416,24 @@ impl Reader {
             if let Err(e) = self.tx.push(SourceItem::Reconnecting { reason }) {
                 return self.shared.set_fatal(e);
             }
+            if resume.is_none() && !self.pause().await {
+                return;
+            }
             est = match self.reconnect(resume).await {
                 Ok(Some(est)) => est,
                 Ok(None) => return,
                 Err(e) => return self.shared.set_fatal(e),
             };
+        }
+    }
+
+    /// Waits the next backoff pause; false if the link was stopped meanwhile.
+    async fn pause(&mut self) -> bool {
+        let pause = self.backoff.next();
+        tokio::select! {
+            biased;
+            _ = stopped(&mut self.stop) => false,
+            _ = sleep(pause) => true,
         }
     }
 
@@ -423,7 +443,6 @@ impl Reader {
         &mut self,
         resume: Option<(String, u64)>,
     ) -> Result<Option<Established>, SourceError> {
-        let mut backoff = Backoff::new(self.cfg.retry_backoff);
         loop {
             let attempt = tokio::select! {
                 biased;
@@ -444,12 +463,9 @@ impl Reader {
                     )
                 }
             };
-            let pause = backoff.next();
-            tracing::warn!("{reason}; retrying in {pause:?}");
-            tokio::select! {
-                biased;
-                _ = stopped(&mut self.stop) => return Ok(None),
-                _ = sleep(pause) => {}
+            tracing::warn!("{reason}; retrying");
+            if !self.pause().await {
+                return Ok(None);
             }
         }
     }
