@@ -20,6 +20,8 @@
 //! * `retries_while_the_source_has_no_master_link`: `-NOMASTERLINK` is waited out.
 //! * `malformed_replies_are_errors_that_show_the_bytes`: a scripted source sends garbage;
 //!   the errors name the source and show the bytes, escaped and cut.
+//! * `resume_asks_for_the_next_byte_and_adopts_the_replid_of_continue`: the exact handshake,
+//!   `PSYNC <replid> <offset+1>`, a new replid from `+CONTINUE <replid>`, ACKs of `applied`.
 //! * `slow_consumer_*` / `spool_cap_*`: the link drains a source with a 1 MiB replica output
 //!   buffer limit while the consumer sleeps, on disk, without being disconnected; a small
 //!   cap stops it with the operator-facing error.
@@ -835,6 +837,95 @@ async fn malformed_replies_are_errors_that_show_the_bytes() {
         Some(format!(
             "source {addr} sent a malformed RDB transfer header: `$12x`"
         ))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_asks_for_the_next_byte_and_adopts_the_replid_of_continue() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let new_id = "b".repeat(40);
+    let continue_reply = format!("+CONTINUE {new_id}\r\n*1\r\n$4\r\nPING\r\n").into_bytes();
+    let addr = scripted_source(move |argv| {
+        log.lock().expect("log").push(argv.to_vec());
+        match argv[0].to_ascii_uppercase().as_slice() {
+            b"PSYNC" => continue_reply.clone(),
+            b"REPLCONF" if argv[1].eq_ignore_ascii_case(b"ACK") => Vec::new(),
+            _ => b"+OK\r\n".to_vec(),
+        }
+    });
+    let dir = TempDir::new("replica-resume");
+    let resume = Resume {
+        replid: "a".repeat(40),
+        offset: 100,
+    };
+    let applied = applied_at(100);
+    let mut link = ReplicaLink::start(
+        config(&format!("redis://{addr}"), &dir),
+        Some(resume),
+        applied.clone(),
+    )
+    .await
+    .expect("link");
+    let first = link.next().await;
+    assert_eq!(
+        first,
+        Some(SourceItem::Continue {
+            replid: new_id.clone(),
+            offset: 100
+        })
+    );
+    let second = link.next().await;
+    assert_eq!(
+        second,
+        Some(SourceItem::Stream {
+            offset: 100,
+            data: bytes::Bytes::from_static(b"*1\r\n$4\r\nPING\r\n")
+        })
+    );
+    assert_eq!(link.received_offset(), 114);
+    // ACKs say what was applied (100), not what was received (114)…
+    let acked = |n: &'static [u8]| {
+        let seen = seen.clone();
+        move || {
+            let seen = seen.lock().expect("log");
+            seen.iter()
+                .any(|a| a.len() == 3 && a[1] == b"ACK" && a[2] == n)
+        }
+    };
+    wait_for("an ACK of 100", acked(b"100")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!acked(b"114")());
+    // …until the consumer says it applied more.
+    applied.store(114, Ordering::SeqCst);
+    wait_for("an ACK of 114", acked(b"114")).await;
+    link.shutdown().await;
+    let seen = seen.lock().expect("log").clone();
+    let shown: Vec<String> = seen
+        .iter()
+        .map(|argv| {
+            argv.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let psync = format!("PSYNC {} 101", "a".repeat(40));
+    assert_eq!(
+        shown[..5],
+        [
+            "PING",
+            "REPLCONF listening-port 0",
+            "REPLCONF capa eof capa psync2",
+            "REPLCONF version 9.1.0",
+            psync.as_str()
+        ]
+    );
+    let acks: Vec<&str> = shown[5..].iter().map(String::as_str).collect();
+    assert!(
+        acks.iter()
+            .all(|a| *a == "REPLCONF ACK 100" || *a == "REPLCONF ACK 114"),
+        "{acks:?}"
     );
 }
 

@@ -10,7 +10,7 @@
 //!
 //! * Up to `memory` bytes of items wait in a RAM queue.
 //! * Past that, every item is appended to a spool file as a record (`tag`, `len`, payload;
-//!   see [`encode_header`]) until the consumer has read the disk part to its end. The
+//!   see `encode_record`) until the consumer has read the disk part to its end. The
 //!   consumer reads RAM first (those items are older), then the files, so the order is
 //!   exactly the push order; only when the files are drained do pushes go to RAM again.
 //! * The files are segments of at most [`SEGMENT_MAX`] bytes; a segment is deleted as soon
@@ -42,7 +42,7 @@ use super::{human_bytes, SourceError};
 /// Largest spool file. Smaller segments free disk space sooner while the consumer catches
 /// up; larger ones mean fewer files. The cap also counts the already-read part of the
 /// segment being read, so a segment is kept well below the cap (see [`Spool::segment_max`]).
-pub const SEGMENT_MAX: u64 = 64 << 20;
+const SEGMENT_MAX: u64 = 64 << 20;
 
 /// How much the consumer reads from a spool file at once.
 const DISK_READ: usize = 1 << 20;
