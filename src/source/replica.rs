@@ -472,27 +472,17 @@ impl Reader {
 
     /// Queues the first item of a new connection.
     fn begin(&mut self, est: &Established) -> Result<(), SourceError> {
+        let (replid, offset) = (est.replid.clone(), est.framer.offset);
         let addr = self.cfg.endpoint.addr();
-        let (item, offset) = match &est.first {
-            First::FullResync => {
-                tracing::info!(source = %addr, replid = %est.replid, offset = est.framer.offset, "full resync");
-                self.shared
-                    .fullsyncs_received
-                    .fetch_add(1, Ordering::SeqCst);
-                let item = SourceItem::FullResync {
-                    replid: est.replid.clone(),
-                    offset: est.framer.offset,
-                };
-                (item, est.framer.offset)
-            }
-            First::Continue => {
-                tracing::info!(source = %addr, replid = %est.replid, offset = est.framer.offset, "partial resync accepted");
-                let item = SourceItem::Continue {
-                    replid: est.replid.clone(),
-                    offset: est.framer.offset,
-                };
-                (item, est.framer.offset)
-            }
+        let item = if est.framer.in_stream() {
+            tracing::info!(source = %addr, %replid, offset, "partial resync accepted");
+            SourceItem::Continue { replid, offset }
+        } else {
+            tracing::info!(source = %addr, %replid, offset, "full resync");
+            self.shared
+                .fullsyncs_received
+                .fetch_add(1, Ordering::SeqCst);
+            SourceItem::FullResync { replid, offset }
         };
         self.shared.received.store(offset, Ordering::SeqCst);
         self.tx.push(item)
@@ -690,16 +680,10 @@ struct Conn {
     addr: String,
 }
 
-/// What the first connection attempt gave.
-enum First {
-    FullResync,
-    Continue,
-}
-
-/// A connection past `PSYNC`, ready to be pumped.
+/// A connection past `PSYNC`, ready to be pumped. The framer starts in the stream phase
+/// after `+CONTINUE` and before the snapshot after `+FULLRESYNC`.
 struct Established {
     conn: Conn,
-    first: First,
     replid: String,
     framer: Framer,
 }
@@ -727,7 +711,6 @@ async fn establish(
     match handshake(&mut conn, cfg, psync).await? {
         PsyncReply::FullResync { replid, offset } => Ok(Established {
             conn,
-            first: First::FullResync,
             replid,
             framer: Framer::full_resync(offset),
         }),
@@ -743,7 +726,6 @@ async fn establish(
             let replid = replid.unwrap_or_else(|| asked_id.clone());
             Ok(Established {
                 conn,
-                first: First::Continue,
                 replid,
                 framer: Framer::stream(*offset),
             })
@@ -772,8 +754,8 @@ async fn connect(cfg: &ReplicaConfig) -> Result<Conn, Failure> {
     })
 }
 
-/// The handshake of §5.1, ending with the `PSYNC` reply. `psync` is `(replid, offset)` to
-/// ask for, or `None` for a full sync.
+/// The classic single-connection replica handshake, ending with the `PSYNC` reply.
+/// `psync` is `(replid, offset)` to ask for, or `None` for a full sync.
 async fn handshake(
     conn: &mut Conn,
     cfg: &ReplicaConfig,
@@ -790,7 +772,7 @@ async fn handshake(
         Frame::Error(e) if is_auth_needed(&e) => {
             return Err(Failure::Fatal(SourceError::NoPassword {
                 addr: conn.addr.clone(),
-                reply: text(&e),
+                reply: show(&e),
             }))
         }
         other => return Err(conn.unexpected("PING", &other)),
@@ -814,7 +796,7 @@ async fn handshake(
                         .as_ref()
                         .map(|u| format!(" as user `{u}`"))
                         .unwrap_or_default(),
-                    reply: text(&e),
+                    reply: show(&e),
                 }))
             }
             other => return Err(conn.unexpected("AUTH", &other)),
@@ -838,7 +820,7 @@ async fn handshake(
                 source = %conn.addr,
                 "ignoring the answer to REPLCONF {}: {}",
                 String::from_utf8_lossy(args[1]),
-                text(&e)
+                show(&e)
             ),
             other => return Err(conn.unexpected("REPLCONF", &other)),
         }
@@ -876,7 +858,7 @@ async fn handshake(
             Err(Failure::Fatal(SourceError::Refused {
                 addr: conn.addr.clone(),
                 command: "PSYNC".into(),
-                reply: text(&e),
+                reply: show(&e),
                 hint,
             }))
         }
@@ -985,7 +967,7 @@ impl Conn {
         format!(
             "source {} answered {command} with `{}`",
             self.addr,
-            text(error)
+            show(error)
         )
     }
 
@@ -998,11 +980,6 @@ impl Conn {
             bytes: show(&bytes),
         })
     }
-}
-
-/// An error reply's text for a message (servers never echo passwords in them).
-fn text(error: &[u8]) -> String {
-    show(error)
 }
 
 /// Bytes for an error message: escaped, cut after [`SHOWN_BYTES`].
