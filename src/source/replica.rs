@@ -185,7 +185,7 @@ impl ReplicaLink {
                 Ok(est) => break est,
                 Err(Failure::Busy(reason)) => {
                     let pause = backoff.next();
-                    tracing::info!(source = %cfg.endpoint.addr(), "{reason}; retrying in {pause:?}");
+                    tracing::info!("{reason}; retrying in {pause:?}");
                     sleep(pause).await;
                 }
                 Err(Failure::Lost(reason)) => {
