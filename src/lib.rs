@@ -26,6 +26,7 @@ pub mod rdb;
 pub mod resp;
 pub mod source;
 pub mod status;
+pub mod sync;
 pub mod target;
 pub mod transform;
 pub mod util;

@@ -103,7 +103,7 @@ pub async fn run(opts: SyncOptions, status: Arc<Status>, mut shutdown: watch::Re
             }
             item = link.next() => {
                 let Some(item) = item else {
-                    break Err(SyncError::Source(link.error().unwrap_or_else(|| "the replica link ended".into())));
+                    break Err(SyncError::Source(link.error().map_or_else(|| "the replica link ended".to_string(), |e| e.to_string())));
                 };
                 match item {
                     SourceItem::FullResync { replid: id, offset } => {
@@ -438,7 +438,12 @@ impl StreamPump {
         let arg = |i: usize| args.get(i).and_then(|f| f.as_bytes()).unwrap_or_default();
         let name = arg(0).to_ascii_uppercase();
         self.commands += 1;
-        let send = |bytes: Bytes, n: u32, db: u32, tag: u64| Cmd { db: Some(db), bytes, n, tag, kind: CmdKind::Stream };
+        // Verbatim stream commands: the writer treats them as touching every key when it
+        // checks whether a retry would reorder writes.
+        let send = |bytes: Bytes, n: u32, db: u32, tag: u64| {
+            let kind = if n > 1 { CmdKind::Transaction { key: None } } else { CmdKind::Data { key: None } };
+            Cmd { db: Some(db), bytes, n, tag, kind }
+        };
         match &name[..] {
             b"PING" => {}
             b"REPLCONF" => {

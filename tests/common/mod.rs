@@ -17,6 +17,7 @@
 pub mod client;
 pub mod dataset;
 pub mod parallel;
+pub mod proxy;
 pub mod server;
 pub mod servers;
 pub mod tmp;
