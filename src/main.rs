@@ -15,10 +15,7 @@ fn main() -> ExitCode {
             command: RdbCommand::Inspect(args),
         } => rdb_inspect(args),
         Command::Restore(args) => restore(args),
-        Command::Sync(_) => {
-            eprintln!("ferry: not built yet");
-            ExitCode::from(2)
-        }
+        Command::Sync(args) => sync(args),
     }
 }
 
@@ -123,6 +120,137 @@ fn restore(args: ferry::cli::RestoreArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("ferry: restore: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ferry sync`: config file, then flags on top; runs until SIGINT/SIGTERM (or `--once`).
+fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
+    use ferry::config::{Config, ConflictCfg, ValueModeCfg};
+    use ferry::target::{Conflict, WriterConfig};
+    use ferry::transform::{RewriteConfig, ValueMode};
+    let mut cfg = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ferry: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(u) = &args.source {
+        cfg.source.url = u.clone();
+    }
+    if let Some(u) = &args.target {
+        cfg.target.url = u.clone();
+    }
+    if args.once {
+        cfg.sync.once = true;
+    }
+    if let Some(l) = &args.status_listen {
+        cfg.status.listen = Some(l.clone());
+    }
+    let json = match args.log_format {
+        Some(f) => f == ferry::cli::LogFormat::Json,
+        None => cfg.log.format == "json",
+    };
+    ferry::logging::init(json, &cfg.log.level);
+
+    let (source, target) = match (cfg.source.endpoint("source"), cfg.target.endpoint("target")) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ferry: {e} (give --source/--target or a config file)");
+            return ExitCode::from(2);
+        }
+    };
+    let status_addr = match cfg
+        .status
+        .listen
+        .as_deref()
+        .map(str::parse::<std::net::SocketAddr>)
+    {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            eprintln!("ferry: [status] listen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut replica = ferry::source::ReplicaConfig::new(source.clone());
+    replica.announce_version = cfg.sync.announce_version.clone();
+    replica.connect_timeout = cfg.connect_timeout();
+    replica.spool_cap = cfg.sync.spool_cap;
+    replica.memory_queue = cfg.sync.memory_queue;
+    if let Some(d) = &cfg.sync.spool_dir {
+        replica.spool_dir = d.clone();
+    }
+    let conflict = match cfg.transform.conflict {
+        ConflictCfg::Replace => Conflict::Replace,
+        ConflictCfg::Skip => Conflict::Skip,
+        ConflictCfg::Error => Conflict::Error,
+    };
+    let mut writer = WriterConfig::new(target.clone());
+    writer.window_cmds = cfg.sync.window_cmds;
+    writer.window_bytes = cfg.sync.window_bytes;
+    writer.connect_timeout = cfg.connect_timeout();
+    writer.policy.busykey = conflict;
+    let rewrite = RewriteConfig {
+        batch_elems: cfg.transform.batch_elems,
+        batch_bytes: cfg.transform.batch_bytes,
+        mode: match cfg.transform.value_mode {
+            ValueModeCfg::Auto => ValueMode::Auto,
+            ValueModeCfg::Restore => ValueMode::Restore,
+            ValueModeCfg::Commands => ValueMode::Commands,
+        },
+        conflict,
+        restore_max: cfg.transform.restore_max,
+    };
+    let opts = ferry::sync::SyncOptions {
+        replica,
+        writer,
+        rewrite,
+        decoder: DecoderConfig {
+            chunk_threshold: cfg.advanced.chunk_threshold,
+            max_element: cfg.advanced.max_element,
+            ..Default::default()
+        },
+        max_command: cfg.advanced.max_element,
+        once: cfg.sync.once,
+        progress_interval: std::time::Duration::from_secs_f64(cfg.log.progress_interval.max(0.1)),
+    };
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        let status = ferry::status::Status::new(source.to_string(), target.to_string());
+        if let Some(addr) = status_addr {
+            match ferry::status::serve(addr, status.clone()).await {
+                Ok((bound, _task)) => tracing::info!("status on http://{bound}/status"),
+                Err(e) => return Err(format!("cannot serve status on {addr}: {e}")),
+            }
+        }
+        let shutdown = ferry::sync::shutdown_on_signals();
+        ferry::sync::run(opts, status, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ferry: {e}");
             ExitCode::from(1)
         }
     }

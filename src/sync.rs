@@ -44,9 +44,15 @@ pub enum SyncError {
     #[error("target: {0}")]
     Target(String),
     #[error("snapshot from {source_addr}: {error}")]
-    Rdb { source_addr: String, error: rdb::RdbError },
+    Rdb {
+        source_addr: String,
+        error: rdb::RdbError,
+    },
     #[error("replication stream from {source_addr}: {message}")]
-    Stream { source_addr: String, message: String },
+    Stream {
+        source_addr: String,
+        message: String,
+    },
 }
 
 /// How a sync ended without error.
@@ -57,9 +63,15 @@ pub struct SyncOutcome {
 }
 
 /// Runs a sync until `shutdown` turns true (or, with `once`, until caught up).
-pub async fn run(opts: SyncOptions, status: Arc<Status>, mut shutdown: watch::Receiver<bool>) -> Result<SyncOutcome, SyncError> {
+pub async fn run(
+    opts: SyncOptions,
+    status: Arc<Status>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
-    let mut writer = Writer::connect(opts.writer.clone()).await.map_err(|e| SyncError::Target(e.to_string()))?;
+    let mut writer = Writer::connect(opts.writer.clone())
+        .await
+        .map_err(|e| SyncError::Target(e.to_string()))?;
     let target_info = writer.info().clone();
     info!(target = %opts.writer.endpoint, version = ?target_info.version, valkey = target_info.valkey, "target connected");
 
@@ -70,7 +82,7 @@ pub async fn run(opts: SyncOptions, status: Arc<Status>, mut shutdown: watch::Re
     info!(source = %opts.replica.endpoint, "replica link established");
 
     let mut snapshot: Option<Snapshot> = None;
-    let mut pump = StreamPump::new(opts.max_command);
+    let mut pump = StreamPump::new(opts.max_command, &target_info);
     let mut replid = None;
     let mut once_target: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -151,6 +163,9 @@ pub async fn run(opts: SyncOptions, status: Arc<Status>, mut shutdown: watch::Re
                             source_addr: source_addr.clone(),
                             message: m,
                         })?;
+                        // Commands are coalesced into larger writes; do not let a quiet
+                        // stream leave the last ones unsent.
+                        writer.push().await.map_err(|e| SyncError::Target(e.to_string()))?;
                     }
                     SourceItem::Continue { replid: id, offset } => {
                         info!(replid = %id, offset, "partial resync accepted: continuing the stream");
@@ -173,11 +188,24 @@ pub async fn run(opts: SyncOptions, status: Arc<Status>, mut shutdown: watch::Re
     link.shutdown().await;
     flushed.map_err(|e| SyncError::Target(e.to_string()))?;
     outcome?;
-    info!(applied_offset = a, replid = replid.as_deref().unwrap_or("-"), "stopped; final applied offset");
-    Ok(SyncOutcome { applied_offset: a, replid })
+    info!(
+        applied_offset = a,
+        replid = replid.as_deref().unwrap_or("-"),
+        "stopped; final applied offset"
+    );
+    Ok(SyncOutcome {
+        applied_offset: a,
+        replid,
+    })
 }
 
-fn update_status(status: &Status, link: &ReplicaLink, writer: &Writer, pump: &StreamPump, snap: Option<&Snapshot>) {
+fn update_status(
+    status: &Status,
+    link: &ReplicaLink,
+    writer: &Writer,
+    pump: &StreamPump,
+    snap: Option<&Snapshot>,
+) {
     let st = writer.stats();
     let applied = pump.applied(writer);
     let received = link.received_offset().max(pump.processed);
@@ -194,15 +222,26 @@ fn update_status(status: &Status, link: &ReplicaLink, writer: &Writer, pump: &St
         s.in_flight = st.in_flight as u64;
         s.spool_bytes = link.spooled_bytes();
         s.reconnects = link.reconnects();
-        s.errors = st.errors_by_class.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        s.consistent = s.phase == Phase::Stream && st.in_flight == 0 && applied == received && !pump.in_multi();
+        s.errors = st
+            .errors_by_class
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        s.consistent = s.phase == Phase::Stream
+            && st.in_flight == 0
+            && applied == received
+            && !pump.in_multi();
     });
 }
 
 fn log_progress(status: &Status) {
     let s = status.snapshot();
     match s.phase {
-        Phase::Snapshot => info!("snapshot: {} keys, {} read", s.snapshot.keys, human_bytes(s.snapshot.bytes_read)),
+        Phase::Snapshot => info!(
+            "snapshot: {} keys, {} read",
+            s.snapshot.keys,
+            human_bytes(s.snapshot.bytes_read)
+        ),
         Phase::Stream => info!(
             "stream: applied offset {} (lag {} bytes), {} commands, consistent={}",
             s.stream.applied_offset, s.stream.lag_bytes, s.stream.commands, s.consistent
@@ -235,7 +274,10 @@ enum SnapError {
 impl SnapError {
     fn with_source(self, addr: &str) -> SyncError {
         match self {
-            SnapError::Rdb(error) => SyncError::Rdb { source_addr: addr.to_string(), error },
+            SnapError::Rdb(error) => SyncError::Rdb {
+                source_addr: addr.to_string(),
+                error,
+            },
             SnapError::Target(m) => SyncError::Target(m),
         }
     }
@@ -284,11 +326,27 @@ impl Snapshot {
     }
 
     /// Decodes what `data` completes and sends the resulting commands.
-    async fn feed(&mut self, data: &[u8], writer: &mut Writer, pump: &mut StreamPump) -> Result<(), SnapError> {
+    async fn feed(
+        &mut self,
+        data: &[u8],
+        writer: &mut Writer,
+        pump: &mut StreamPump,
+    ) -> Result<(), SnapError> {
         self.bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
         loop {
-            let Snapshot { dec, buf, rw, rewrite, target, flavor, keys, expired, out, .. } = self;
+            let Snapshot {
+                dec,
+                buf,
+                rw,
+                rewrite,
+                target,
+                flavor,
+                keys,
+                expired,
+                out,
+                ..
+            } = self;
             let (used, step) = dec.step(buf).map_err(SnapError::Rdb)?;
             let mut done = false;
             let mut more = false;
@@ -342,7 +400,10 @@ impl Snapshot {
             }
             buf.advance(used);
             for c in out.drain(..) {
-                writer.send(c).await.map_err(|e| SnapError::Target(e.to_string()))?;
+                writer
+                    .send(c)
+                    .await
+                    .map_err(|e| SnapError::Target(e.to_string()))?;
             }
             if more || done {
                 return Ok(());
@@ -352,7 +413,12 @@ impl Snapshot {
 
     fn finish(self) -> Result<SnapReport, SnapError> {
         self.dec.finish().map_err(SnapError::Rdb)?;
-        Ok(SnapReport { keys: self.keys, expired: self.expired, bytes: self.bytes, started: self.started })
+        Ok(SnapReport {
+            keys: self.keys,
+            expired: self.expired,
+            bytes: self.bytes,
+            started: self.started,
+        })
     }
 }
 
@@ -360,6 +426,17 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A transaction being collected from the stream.
+struct Multi {
+    bytes: Vec<u8>,
+    /// Commands in `bytes` (replies to expect).
+    n: u32,
+    /// The db the transaction starts in.
+    db: u32,
+    /// A SELECT between its commands was forwarded inside it.
+    inner_select: bool,
 }
 
 /// The replication command stream: framing, SELECT tracking, transactions, offsets.
@@ -370,16 +447,31 @@ struct StreamPump {
     /// Offset after the last command fully handled (not inside MULTI).
     processed: u64,
     cur_db: u32,
-    multi: Option<(Vec<u8>, u32, u32)>,
+    multi: Option<Multi>,
     limits: resp::Limits,
     commands: u64,
     started: bool,
+    /// Targets older than Redis 6.2 lack `SET … PXAT/EXAT`.
+    target_has_set_pxat: bool,
 }
 
 impl StreamPump {
-    fn new(max_command: usize) -> StreamPump {
-        let limits = resp::Limits { max_bulk_len: max_command, ..Default::default() };
-        StreamPump { buf: BytesMut::new(), base: 0, processed: 0, cur_db: 0, multi: None, limits, commands: 0, started: false }
+    fn new(max_command: usize, target: &crate::target::ServerInfo) -> StreamPump {
+        let limits = resp::Limits {
+            max_bulk_len: max_command,
+            ..Default::default()
+        };
+        StreamPump {
+            buf: BytesMut::new(),
+            base: 0,
+            processed: 0,
+            cur_db: 0,
+            multi: None,
+            limits,
+            commands: 0,
+            started: false,
+            target_has_set_pxat: target.valkey || target.redis_at_least(6, 2),
+        }
     }
 
     fn reset(&mut self, offset: u64) {
@@ -407,7 +499,13 @@ impl StreamPump {
         }
     }
 
-    async fn feed(&mut self, offset: u64, data: &[u8], writer: &mut Writer, link: &ReplicaLink) -> Result<(), String> {
+    async fn feed(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        writer: &mut Writer,
+        link: &ReplicaLink,
+    ) -> Result<(), String> {
         if self.buf.is_empty() {
             self.base = offset;
         } else if self.base + self.buf.len() as u64 != offset {
@@ -431,9 +529,19 @@ impl StreamPump {
         }
     }
 
-    async fn command(&mut self, frame: Frame, raw: Bytes, start: u64, end: u64, writer: &mut Writer, link: &ReplicaLink) -> Result<(), String> {
+    async fn command(
+        &mut self,
+        frame: Frame,
+        raw: Bytes,
+        start: u64,
+        end: u64,
+        writer: &mut Writer,
+        link: &ReplicaLink,
+    ) -> Result<(), String> {
         let Frame::Array(args) = &frame else {
-            return Err(format!("at offset {start}: expected a command (an array), found {frame:?}"));
+            return Err(format!(
+                "at offset {start}: expected a command (an array), found {frame:?}"
+            ));
         };
         let arg = |i: usize| args.get(i).and_then(|f| f.as_bytes()).unwrap_or_default();
         let name = arg(0).to_ascii_uppercase();
@@ -441,8 +549,18 @@ impl StreamPump {
         // Verbatim stream commands: the writer treats them as touching every key when it
         // checks whether a retry would reorder writes.
         let send = |bytes: Bytes, n: u32, db: u32, tag: u64| {
-            let kind = if n > 1 { CmdKind::Transaction { key: None } } else { CmdKind::Data { key: None } };
-            Cmd { db: Some(db), bytes, n, tag, kind }
+            let kind = if n > 1 {
+                CmdKind::Transaction { key: None }
+            } else {
+                CmdKind::Data { key: None }
+            };
+            Cmd {
+                db: Some(db),
+                bytes,
+                n,
+                tag,
+                kind,
+            }
         };
         match &name[..] {
             b"PING" => {}
@@ -453,30 +571,112 @@ impl StreamPump {
                 }
             }
             b"SELECT" => {
-                let db = std::str::from_utf8(arg(1)).ok().and_then(|s| s.parse().ok());
-                self.cur_db = db.ok_or_else(|| format!("at offset {start}: bad SELECT argument"))?;
+                let db = std::str::from_utf8(arg(1))
+                    .ok()
+                    .and_then(|s| s.parse().ok());
+                self.cur_db =
+                    db.ok_or_else(|| format!("at offset {start}: bad SELECT argument"))?;
+                // Servers >= 7.0 put the SELECT after the MULTI it belongs to. Right after
+                // MULTI it just says where the transaction runs; between its commands it
+                // must run inside it.
+                if let Some(m) = self.multi.as_mut() {
+                    if m.n == 1 {
+                        m.db = self.cur_db;
+                    } else {
+                        m.bytes.extend_from_slice(&raw);
+                        m.n += 1;
+                        m.inner_select = true;
+                    }
+                    return Ok(());
+                }
             }
             b"MULTI" => {
-                self.multi = Some((raw.to_vec(), 1, self.cur_db));
+                self.multi = Some(Multi {
+                    bytes: raw.to_vec(),
+                    n: 1,
+                    db: self.cur_db,
+                    inner_select: false,
+                });
                 return Ok(());
             }
             b"EXEC" if self.multi.is_some() => {
-                if let Some((mut bytes, n, db)) = self.multi.take() {
-                    bytes.extend_from_slice(&raw);
-                    writer.send(send(Bytes::from(bytes), n + 1, db, end)).await.map_err(|e| e.to_string())?;
+                if let Some(mut m) = self.multi.take() {
+                    m.bytes.extend_from_slice(&raw);
+                    m.n += 1;
+                    if m.inner_select {
+                        // The writer believes the connection is still in `m.db`: make it so.
+                        resp::encode_command(
+                            &mut m.bytes,
+                            &[b"SELECT".as_slice(), m.db.to_string().as_bytes()],
+                        );
+                        m.n += 1;
+                    }
+                    writer
+                        .send(send(Bytes::from(m.bytes), m.n, m.db, end))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
             _ => {
-                if let Some((bytes, n, _)) = self.multi.as_mut() {
-                    bytes.extend_from_slice(&raw);
-                    *n += 1;
+                let raw = match self.rewrite(&name, args) {
+                    Some(argv) => {
+                        let mut b = Vec::new();
+                        resp::encode_command(&mut b, &argv);
+                        Bytes::from(b)
+                    }
+                    None => raw,
+                };
+                if let Some(m) = self.multi.as_mut() {
+                    m.bytes.extend_from_slice(&raw);
+                    m.n += 1;
                     return Ok(());
                 }
-                writer.send(send(raw, 1, self.cur_db, end)).await.map_err(|e| e.to_string())?;
+                writer
+                    .send(send(raw, 1, self.cur_db, end))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         self.processed = end;
         Ok(())
+    }
+}
+
+impl StreamPump {
+    /// A command the target would not understand, rewritten into one it does; `None`
+    /// when it goes verbatim (the common case).
+    ///
+    /// Servers ≥ 7.0 replicate every expiry as an absolute time (`SET … PXAT`,
+    /// `PEXPIREAT`). Redis < 6.2 has no `PXAT`/`EXAT`: the time becomes a relative `PX`
+    /// from now (the source's absolute time, so no drift accumulates), or a `DEL` when it
+    /// has already passed.
+    fn rewrite(&self, name: &[u8], args: &[Frame]) -> Option<Vec<Vec<u8>>> {
+        if self.target_has_set_pxat || name != b"SET" {
+            return None;
+        }
+        let argv: Vec<&[u8]> = args
+            .iter()
+            .map(|f| f.as_bytes().unwrap_or_default())
+            .collect();
+        let i = argv
+            .iter()
+            .skip(3)
+            .position(|a| a.eq_ignore_ascii_case(b"PXAT") || a.eq_ignore_ascii_case(b"EXAT"))?
+            + 3;
+        let at: i64 = std::str::from_utf8(argv.get(i + 1)?).ok()?.parse().ok()?;
+        let at_ms = if argv[i].eq_ignore_ascii_case(b"EXAT") {
+            at.saturating_mul(1000)
+        } else {
+            at
+        };
+        let left = at_ms - now_ms();
+        if left <= 0 {
+            return Some(vec![b"DEL".to_vec(), argv.get(1)?.to_vec()]);
+        }
+        let mut out: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+        out[i] = b"PX".to_vec();
+        out[i + 1] = left.to_string().into_bytes();
+        Some(out)
     }
 }
 
@@ -490,41 +690,62 @@ pub async fn source_offset(ep: &Endpoint, timeout: Duration) -> Result<u64, Stri
 }
 
 /// `INFO <section>` of a server, as text.
-pub async fn info_section(ep: &Endpoint, section: &str, timeout: Duration) -> Result<String, String> {
+pub async fn info_section(
+    ep: &Endpoint,
+    section: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let addr = ep.addr();
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("{addr}: {e}"))?;
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
         let mut out = Vec::new();
         if let Some(pw) = &ep.password {
             match &ep.user {
-                Some(u) => resp::encode_command(&mut out, &[b"AUTH".as_slice(), u.as_bytes(), pw.as_bytes()]),
+                Some(u) => resp::encode_command(
+                    &mut out,
+                    &[b"AUTH".as_slice(), u.as_bytes(), pw.as_bytes()],
+                ),
                 None => resp::encode_command(&mut out, &[b"AUTH".as_slice(), pw.as_bytes()]),
             }
         }
         resp::encode_command(&mut out, &[b"INFO".as_slice(), section.as_bytes()]);
-        s.write_all(&out).await.map_err(|e| format!("{addr}: {e}"))?;
+        s.write_all(&out)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
         let mut buf = Vec::new();
         let mut replies = Vec::new();
         let want = if ep.password.is_some() { 2 } else { 1 };
         while replies.len() < want {
             let mut chunk = [0u8; 16 * 1024];
-            let n = s.read(&mut chunk).await.map_err(|e| format!("{addr}: {e}"))?;
+            let n = s
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
             if n == 0 {
                 return Err(format!("{addr}: connection closed"));
             }
             buf.extend_from_slice(&chunk[..n]);
-            while let Some((f, len)) = resp::parse_frame(&buf, &resp::Limits::default()).map_err(|e| format!("{addr}: {e}"))? {
+            while let Some((f, len)) = resp::parse_frame(&buf, &resp::Limits::default())
+                .map_err(|e| format!("{addr}: {e}"))?
+            {
                 buf.drain(..len);
                 replies.push(f);
             }
         }
         match replies.pop() {
             Some(Frame::Bulk(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
-            Some(f) if f.is_error() => Err(format!("{addr}: INFO failed: {}", String::from_utf8_lossy(f.error_text().unwrap_or_default()))),
+            Some(f) if f.is_error() => Err(format!(
+                "{addr}: INFO failed: {}",
+                String::from_utf8_lossy(f.error_text().unwrap_or_default())
+            )),
             other => Err(format!("{addr}: unexpected INFO reply {other:?}")),
         }
     };
-    tokio::time::timeout(timeout, fut).await.map_err(|_| format!("{addr}: INFO timed out"))?
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("{addr}: INFO timed out"))?
 }
 
 /// Builds a stop signal from SIGINT and SIGTERM.

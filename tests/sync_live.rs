@@ -55,7 +55,6 @@ fn start_ferry(source: &Server, target: &Server, extra: &[&str]) -> Ferry {
     args.extend(extra.iter().map(|s| s.to_string()));
     let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(&args)
-        .env("FERRY_SPOOL_DIR", source.dir())
         .stdout(Stdio::null())
         .stderr(out)
         .spawn()
