@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::endpoint::Endpoint;
 use crate::rdb::{self, Decoder, DecoderConfig, Event, Flavor, Step};
 use crate::resp::{self, Frame};
-use crate::source::{ReplicaConfig, ReplicaLink, SourceItem};
+use crate::source::{human_bytes, LinkStats, ReplicaConfig, ReplicaLink, SourceItem};
 use crate::status::{Phase, Status};
 use crate::target::{Cmd, CmdKind, Writer, WriterConfig};
 use crate::transform::{KeyRewriter, RewriteConfig};
@@ -80,6 +80,13 @@ pub async fn run(
         .await
         .map_err(|e| SyncError::Source(e.to_string()))?;
     info!(source = %opts.replica.endpoint, "replica link established");
+    // The link's counters move while the loop below waits on a slow target: refresh them
+    // in /status from a task of their own.
+    let refresher = tokio::spawn(refresh_link_status(
+        link.stats(),
+        applied.clone(),
+        status.clone(),
+    ));
 
     let mut snapshot: Option<Snapshot> = None;
     let mut pump = StreamPump::new(opts.max_command, &target_info);
@@ -185,6 +192,7 @@ pub async fn run(
     applied.store(a, Ordering::Relaxed);
     update_status(&status, &link, &writer, &pump, snapshot.as_ref());
     status.update(|s| s.phase = Phase::Stopped);
+    refresher.abort();
     link.shutdown().await;
     flushed.map_err(|e| SyncError::Target(e.to_string()))?;
     outcome?;
@@ -234,6 +242,24 @@ fn update_status(
     });
 }
 
+async fn refresh_link_status(stats: LinkStats, applied: Arc<AtomicU64>, status: Arc<Status>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let received = stats.received_offset();
+        let applied = applied.load(Ordering::Relaxed);
+        status.update(|s| {
+            s.spool_bytes = stats.spooled_bytes();
+            s.reconnects = stats.reconnects();
+            if s.phase == Phase::Stream {
+                s.stream.received_offset = s.stream.received_offset.max(received);
+                s.stream.lag_bytes = s.stream.received_offset.saturating_sub(applied);
+                s.consistent &= s.stream.lag_bytes == 0;
+            }
+        });
+    }
+}
+
 fn log_progress(status: &Status) {
     let s = status.snapshot();
     match s.phase {
@@ -247,21 +273,6 @@ fn log_progress(status: &Status) {
             s.stream.applied_offset, s.stream.lag_bytes, s.stream.commands, s.consistent
         ),
         _ => {}
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::dataset::{fill, read_back, Model, ValueModel};
+use common::proxy::{Mode, Proxy};
 use common::workload::{self, Workload};
 use common::{assert_models_equal, installed_servers, require_any_servers, Server, ServerSpec};
 
@@ -40,13 +41,18 @@ fn free_port() -> u16 {
 }
 
 fn start_ferry(source: &Server, target: &Server, extra: &[&str]) -> Ferry {
+    start_ferry_url(&source.url(), source, target, extra)
+}
+
+/// `ferry sync` from `source_url` (the server itself or a proxy in front of it).
+fn start_ferry_url(source_url: &str, source: &Server, target: &Server, extra: &[&str]) -> Ferry {
     let status = format!("127.0.0.1:{}", free_port());
     let log = source.dir().join("ferry.log");
     let out = std::fs::File::create(&log).expect("ferry log file");
     let mut args = vec![
         "sync".to_string(),
         "--source".into(),
-        source.url(),
+        source_url.to_string(),
         "--target".into(),
         target.url(),
         "--status-listen".into(),
@@ -280,5 +286,167 @@ fn syncs_every_version_pair_with_writes_running() {
         failures.len(),
         pairs.len(),
         failures.join("\n\n")
+    );
+}
+
+fn info_u64(server: &Server, section: &str, field: &str) -> u64 {
+    server
+        .client()
+        .info(section)
+        .get(field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Deterministic bytes that LZF cannot compress.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.extend_from_slice(&seed.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+#[test]
+fn carries_values_over_64_mib_in_the_snapshot_and_the_stream() {
+    let (Some(src), Some(dst)) = (
+        common::require_server("redis-7.2"),
+        common::require_server("valkey-9.1"),
+    ) else {
+        return;
+    };
+    let source = Server::start(&src, &[]);
+    let target = Server::start(&dst, &[]);
+    let mut c = source.client();
+    let big = 70 << 20;
+    // One incompressible (plain bytes in the RDB) and one repetitive (LZF-compressed).
+    c.ok_bin(&[b"SET", b"big:noise", &noise(big, 1)]);
+    c.ok_bin(&[b"SET", b"big:pattern", &b"ferry!".repeat(big / 6)]);
+    c.ok_bin(&[b"RPUSH", b"big:list", b"a", &noise(3 << 20, 2), b"z"]);
+    let mut ferry = start_ferry(&source, &target, &[]);
+    wait_consistent(&mut ferry, &source, Duration::from_secs(120));
+    // And one through the replication stream.
+    c.ok_bin(&[b"SET", b"big:stream", &noise(big, 3)]);
+    wait_consistent(&mut ferry, &source, Duration::from_secs(120));
+    stop_ferry(ferry);
+    let expected = read_back(&mut c, &src, &[0]);
+    let actual = read_back(&mut target.client(), &dst, &[0]);
+    assert_models_equal(&expected, &actual, 1_000);
+}
+
+#[test]
+fn spools_while_the_target_is_paused_and_keeps_the_link() {
+    let Some(spec) = common::require_server("redis-7.2") else {
+        return;
+    };
+    let source = Server::start(
+        &spec,
+        &["--client-output-buffer-limit", "replica 1mb 512kb 5"],
+    );
+    let target = Server::start(&spec, &[]);
+    let mut c = source.client();
+    fill(&mut c, &spec);
+    let mut ferry = start_ferry(&source, &target, &[]);
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+
+    // The target stops answering for 4 s while ~24 MB of writes arrive at the source:
+    // far more than the source may buffer for its replica (1 MB).
+    target.client().ok(&["CLIENT", "PAUSE", "4000"]);
+    let value = noise(12 * 1024, 9);
+    let t0 = Instant::now();
+    let mut max_spool = 0u64;
+    for i in 0..2000u32 {
+        c.ok_bin(&[b"SET", format!("paused:{i}").as_bytes(), &value]);
+        if i % 100 == 0 {
+            if let Some(s) = get_status(&ferry.status) {
+                max_spool = max_spool.max(s["spool_bytes"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "the writes should land while the target is paused"
+    );
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    stop_ferry(ferry);
+
+    assert!(
+        max_spool > 1 << 20,
+        "ferry kept reading the source: {max_spool} bytes spooled at the peak"
+    );
+    assert_eq!(
+        info_u64(&source, "stats", "sync_full"),
+        1,
+        "the source never had to start over"
+    );
+    let log = std::fs::read_to_string(source.log_path()).unwrap_or_default();
+    assert!(
+        !log.contains("scheduled to be closed ASAP for overcoming of output buffer limits"),
+        "{log}"
+    );
+    let dbs = [0, 1, 2, 5];
+    assert_models_equal(
+        &read_back(&mut c, &spec, &dbs),
+        &read_back(&mut target.client(), &spec, &dbs),
+        1_000,
+    );
+}
+
+#[test]
+fn resumes_through_a_cut_link_without_loss() {
+    let Some(spec) = common::require_server("redis-7.0") else {
+        return;
+    };
+    let source = Server::start(&spec, &[]);
+    let target = Server::start(&spec, &[]);
+    let mut c = source.client();
+    fill(&mut c, &spec);
+    let proxy = Proxy::start(source.addr(), Mode::Plain);
+    let mut ferry = start_ferry_url(&proxy.url(), &source, &target, &[]);
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, stop2, spec2) = (source.addr(), stop.clone(), spec.clone());
+    let writer = std::thread::spawn(move || {
+        let mut c = common::Client::connect(addr);
+        workload::run(
+            &mut c,
+            &spec2,
+            &Workload {
+                ops: 4000,
+                pause: Duration::from_millis(2),
+                seed: 11,
+            },
+            &stop2,
+        )
+    });
+    // Cut in the middle of the stream (most likely in the middle of a command).
+    std::thread::sleep(Duration::from_millis(100));
+    proxy.cut_after(777);
+    writer.join().expect("workload");
+    assert!(proxy.cut_done(), "the cut happened");
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    let status = get_status(&ferry.status).unwrap_or_default();
+    stop_ferry(ferry);
+
+    assert!(status["reconnects"].as_u64().unwrap_or(0) >= 1, "{status}");
+    assert!(
+        info_u64(&source, "stats", "sync_partial_ok") >= 1,
+        "resumed with +CONTINUE"
+    );
+    assert_eq!(
+        info_u64(&source, "stats", "sync_full"),
+        1,
+        "no second full sync"
+    );
+    let dbs = [0, 1, 2, 3, 5];
+    assert_models_equal(
+        &read_back(&mut c, &spec, &dbs),
+        &read_back(&mut target.client(), &spec, &dbs),
+        1_000,
     );
 }

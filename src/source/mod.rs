@@ -14,7 +14,7 @@ mod spool;
 use std::io;
 use std::path::PathBuf;
 
-pub use replica::{ReplicaConfig, ReplicaLink, Resume, SourceItem};
+pub use replica::{LinkStats, ReplicaConfig, ReplicaLink, Resume, SourceItem};
 
 /// Why a source cannot go on. Every message names the source (`host:port`, never the
 /// password) or the spool path, and says what the operator can do where there is something.
@@ -74,7 +74,7 @@ pub enum SourceError {
 }
 
 /// `4 GiB`, `512 MiB`, `97.7 KiB`, `100 B`: binary units, one decimal unless exact.
-pub(crate) fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");

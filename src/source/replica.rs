@@ -303,6 +303,15 @@ impl ReplicaLink {
         self.rx.disk_bytes()
     }
 
+    /// A handle on the link's counters that another task can read while the consumer is
+    /// busy (a status page must keep moving while the target is slow).
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            shared: self.shared.clone(),
+            spool: self.rx.gauge(),
+        }
+    }
+
     /// Times the link dropped and reconnected (or is reconnecting).
     pub fn reconnects(&self) -> u64 {
         self.shared.reconnects.load(Ordering::SeqCst)
@@ -327,6 +336,28 @@ impl Drop for ReplicaLink {
 }
 
 /// State shared by the handle, the reader task and the writer task.
+/// The link's counters, readable from any task. See [`ReplicaLink::stats`].
+#[derive(Clone)]
+pub struct LinkStats {
+    shared: Arc<Shared>,
+    spool: super::spool::SpoolGauge,
+}
+
+impl LinkStats {
+    pub fn received_offset(&self) -> u64 {
+        self.shared.received.load(Ordering::SeqCst)
+    }
+    pub fn spooled_bytes(&self) -> u64 {
+        self.spool.queued_bytes()
+    }
+    pub fn spool_disk_bytes(&self) -> u64 {
+        self.spool.disk_bytes()
+    }
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::SeqCst)
+    }
+}
+
 struct Shared {
     applied: Arc<AtomicU64>,
     received: AtomicU64,

@@ -121,6 +121,23 @@ pub struct SpoolReceiver {
     read_off: u64,
 }
 
+/// Reads a spool's sizes without owning its receiver.
+#[derive(Clone)]
+pub struct SpoolGauge(Arc<Spool>);
+
+impl SpoolGauge {
+    /// Bytes waiting: RAM (with per-item overhead) plus unread records on disk.
+    pub fn queued_bytes(&self) -> u64 {
+        let inner = self.0.lock();
+        inner.ram_bytes + inner.disk_pending
+    }
+
+    /// Bytes in spool files now.
+    pub fn disk_bytes(&self) -> u64 {
+        self.0.lock().disk_usage
+    }
+}
+
 /// A new, empty spool. No file is created until the first item spills.
 pub fn channel(cfg: SpoolConfig) -> (SpoolSender, SpoolReceiver) {
     let spool = Arc::new(Spool {
@@ -306,6 +323,11 @@ impl SpoolReceiver {
             // here is not missed.
             self.spool.notify.notified().await;
         }
+    }
+
+    /// A handle that reads the spool's sizes from anywhere (status, metrics).
+    pub fn gauge(&self) -> SpoolGauge {
+        SpoolGauge(self.spool.clone())
     }
 
     /// Bytes waiting: RAM (with per-item overhead) plus unread records on disk.
