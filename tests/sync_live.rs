@@ -355,22 +355,32 @@ fn spools_while_the_target_is_paused_and_keeps_the_link() {
 
     // The target stops answering for 4 s while ~24 MB of writes arrive at the source:
     // far more than the source may buffer for its replica (1 MB).
+    // Watch the spool from the side for the whole pause.
+    let watching = Arc::new(AtomicBool::new(true));
+    let (w2, status_addr) = (watching.clone(), ferry.status.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut max = 0u64;
+        while w2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(s) = get_status(&status_addr) {
+                max = max.max(s["spool_bytes"].as_u64().unwrap_or(0));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        max
+    });
     target.client().ok(&["CLIENT", "PAUSE", "4000"]);
     let value = noise(12 * 1024, 9);
     let t0 = Instant::now();
-    let mut max_spool = 0u64;
     for i in 0..2000u32 {
         c.ok_bin(&[b"SET", format!("paused:{i}").as_bytes(), &value]);
-        if i % 100 == 0 {
-            if let Some(s) = get_status(&ferry.status) {
-                max_spool = max_spool.max(s["spool_bytes"].as_u64().unwrap_or(0));
-            }
-        }
     }
     assert!(
         t0.elapsed() < Duration::from_secs(4),
         "the writes should land while the target is paused"
     );
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(t0.elapsed()));
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let max_spool = watcher.join().expect("watcher");
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
     stop_ferry(ferry);
 
