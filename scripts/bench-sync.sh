@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Full-sync and stream speed of `ferry sync`, against the target's own ingest ceiling
+# measured in the same run, on this machine (source, target and ferry on one host).
+#
+#   scripts/bench-sync.sh                 (all datasets; SERVER=redis-7.2 by default)
+#   scripts/bench-sync.sh small           (one of: small big collections stream)
+#
+# For each dataset the same RESP commands are generated once (python3), then:
+#   ceiling : `redis-cli --pipe` of those commands into an empty target (its ingest rate)
+#   ferry   : the commands are loaded into the source, then `ferry sync --once` copies the
+#             source into an empty target; wall time from start to exit (fork, transfer,
+#             decode, apply), ferry's own "snapshot applied" time, and ferry's peak RSS.
+# Printed: keys/s and MB/s (MB of RESP commands) for both, and ferry / ceiling.
+# stream: redis-benchmark writes to the source for 20 s while a heartbeat key is set on
+# the source every 10 ms and polled on the target: lag p50/p99 in ms, and ops/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVER=${SERVER:-redis-7.2}
+CACHE=${FERRY_SERVERS:-$HOME/.cache/ferry/servers}
+WANT=${1:-all}
+scripts/servers.sh "$CACHE" "$SERVER" >/dev/null
+BIN=$CACHE/bin/$SERVER
+CLI=$CACHE/bin/redis-cli
+BENCH=$(command -v redis-benchmark || true)
+cargo build --release -q
+FERRY=$PWD/target/release/ferry
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-sync.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() { # NAME PORT -> starts a server
+  mkdir -p "$WORK/$1"
+  "$BIN" --port "$2" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
+         --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+         --client-output-buffer-limit "replica 0 0 0" --daemonize no --logfile "$WORK/$1/log" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do [ "$("$CLI" -p "$2" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
+  echo "server $1 did not start" >&2; exit 1
+}
+
+gen() { # DATASET FILE -> writes RESP commands, prints the key count
+  python3 - "$1" "$2" <<'EOF'
+import os, sys
+kind, path = sys.argv[1], sys.argv[2]
+def cmd(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+keys = 0
+with open(path, "wb", buffering=1 << 20) as f:
+    if kind == "small":          # 1M strings of 100 bytes
+        v = b"v" * 100
+        for i in range(1_000_000):
+            f.write(cmd(b"SET", b"key:%012d" % i, v))
+        keys = 1_000_000
+    elif kind == "big":          # 200 strings of 5 MiB
+        block = os.urandom(5 << 20)
+        for i in range(200):
+            f.write(cmd(b"SET", b"big:%d" % i, block[i:] + block[:i]))
+        keys = 200
+    elif kind == "collections":  # 20 collections of 200k elements (5 of each type)
+        for c in range(20):
+            t = c % 4
+            key = b"coll:%d" % c
+            for start in range(0, 200_000, 1000):
+                ids = range(start, start + 1000)
+                if t == 0:
+                    f.write(cmd(b"RPUSH", key, *[b"element-%08d" % i for i in ids]))
+                elif t == 1:
+                    f.write(cmd(b"SADD", key, *[b"member-%08d" % i for i in ids]))
+                elif t == 2:
+                    args = []
+                    for i in ids:
+                        args += [b"%d.25" % i, b"member-%08d" % i]
+                    f.write(cmd(b"ZADD", key, *args))
+                else:
+                    args = []
+                    for i in ids:
+                        args += [b"field-%08d" % i, b"value-%08d" % i]
+                    f.write(cmd(b"HSET", key, *args))
+        keys = 20
+print(keys)
+EOF
+}
+
+now() { date +%s.%N; }
+report() { # NAME KEYS BYTES PIPE_S FERRY_S SNAP_S RSS_KB
+  awk -v n="$1" -v k="$2" -v b="$3" -v p="$4" -v f="$5" -v s="$6" -v r="$7" 'BEGIN {
+    mb = b / 1e6
+    printf "%-12s ceiling (redis-cli --pipe): %9.0f keys/s %7.1f MB/s | ferry sync --once: %9.0f keys/s %7.1f MB/s (%.2f s; snapshot %.2f s) | ratio %.2f | ferry peak RSS %.1f MiB\n",
+      n, k / p, mb / p, k / f, mb / f, f, s, p / f, r / 1024 }'
+}
+
+full_sync() { # DATASET
+  local ds=$1 file=$WORK/$1.resp
+  local keys; keys=$(gen "$ds" "$file")
+  local bytes; bytes=$(stat -c %s "$file")
+  local sp tp; sp=$(free_port); start "src-$ds" "$sp"; tp=$(free_port); start "dst-$ds" "$tp"
+  # The ceiling: the target ingesting the same commands.
+  local t0; t0=$(now)
+  "$CLI" -p "$tp" --pipe < "$file" >/dev/null
+  local pipe_s; pipe_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+  "$CLI" -p "$tp" FLUSHALL >/dev/null
+  "$CLI" -p "$sp" --pipe < "$file" >/dev/null
+  rm -f "$file"
+  t0=$(now)
+  /usr/bin/time -f "%M %U %S" -o "$WORK/rss" "$FERRY" sync --once ${FERRY_BENCH_CONFIG:+--config "$FERRY_BENCH_CONFIG"} \
+      --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-$ds.log"
+  local ferry_s; ferry_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+  local snap_s; snap_s=$(sed -n 's/.*snapshot applied: .* in \([0-9.]*\) s .*/\1/p' "$WORK/ferry-$ds.log" | tail -1)
+  local got; got=$("$CLI" -p "$tp" DBSIZE)
+  [ "$got" = "$keys" ] || { echo "ferry copied $got keys of $keys" >&2; exit 1; }
+  report "$ds" "$keys" "$bytes" "$pipe_s" "$ferry_s" "${snap_s:-0}" "$(cut -d" " -f1 "$WORK/rss")"
+  echo "             ferry CPU: $(awk "{ printf \"user %.2f s, sys %.2f s\", \$2, \$3 }" "$WORK/rss")"
+  "$CLI" -p "$sp" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  "$CLI" -p "$tp" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+}
+
+stream() {
+  [ -n "$BENCH" ] || { echo "stream: redis-benchmark not found (apt-get install redis-tools)"; return; }
+  local sp tp; sp=$(free_port); start src-stream "$sp"; tp=$(free_port); start dst-stream "$tp"
+  /usr/bin/time -f "%M" -o "$WORK/rss-stream" "$FERRY" sync \
+      --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-stream.log" &
+  local fp=$!
+  sleep 2
+  # A steady load: SET/INCR/LPUSH from 20 clients, for about 20 s.
+  "$BENCH" -p "$sp" -c 20 -n 1200000 -r 100000 -t set,incr,lpush -q > "$WORK/bench.out" 2>&1 &
+  local bp=$!
+  python3 - "$sp" "$tp" 20 <<'EOF'
+import socket, sys, time
+sp, tp, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def conn(port):
+    s = socket.create_connection(("127.0.0.1", port)); return s, s.makefile("rb")
+def call(c, *args):
+    s, f = c
+    s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+    line = f.readline()
+    if line[:1] == b"$":
+        n = int(line[1:]); return None if n < 0 else f.read(n + 2)[:-2]
+    if line[:1] == b":": return int(line[1:])
+    return line.strip()
+src, dst = conn(sp), conn(tp)
+lags, ops = [], []
+t_end = time.time() + secs
+i = 0
+last_cmds = call(src, b"INFO", b"stats")
+while time.time() < t_end:
+    i += 1
+    v = str(i).encode()
+    t0 = time.perf_counter()
+    call(src, b"SET", b"ferry:heartbeat", v)
+    while call(dst, b"GET", b"ferry:heartbeat") != v:
+        if time.perf_counter() - t0 > 5: break
+    lags.append((time.perf_counter() - t0) * 1000)
+    time.sleep(0.01)
+info = call(src, b"INFO", b"stats").decode()
+ops = [l for l in info.split("\r\n") if l.startswith("instantaneous_ops_per_sec")]
+lags.sort()
+p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
+print("stream       %d heartbeats: lag p50 %.2f ms, p99 %.2f ms, max %.2f ms; source %s" % (len(lags), p(0.5), p(0.99), lags[-1], ops[0] if ops else ""))
+EOF
+  kill "$bp" 2>/dev/null || true; wait "$bp" 2>/dev/null || true
+  grep -E "requests per second" "$WORK/bench.out" | tr '\r' '\n' | grep -E "requests per second" | tail -3 | sed 's/^/             redis-benchmark /'
+  kill -TERM "$fp"; wait "$fp" || true
+  echo "             ferry peak RSS $(awk '{ printf "%.1f MiB", $1 / 1024 }' "$WORK/rss-stream")"
+}
+
+echo "== $SERVER -> $SERVER, ferry $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"
+for ds in small big collections; do
+  case "$WANT" in all|"$ds") full_sync "$ds" ;; esac
+done
+case "$WANT" in all|stream) stream ;; esac
