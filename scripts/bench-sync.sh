@@ -128,8 +128,7 @@ full_sync() { # DATASET
 stream() {
   [ -n "$BENCH" ] || { echo "stream: redis-benchmark not found (apt-get install redis-tools)"; return; }
   local sp tp; sp=$(free_port); start src-stream "$sp"; tp=$(free_port); start dst-stream "$tp"
-  /usr/bin/time -f "%M" -o "$WORK/rss-stream" "$FERRY" sync \
-      --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-stream.log" &
+  "$FERRY" sync --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-stream.log" &
   local fp=$!
   sleep 2
   # A steady load: SET/INCR/LPUSH from 20 clients, for about 20 s.
@@ -170,8 +169,9 @@ print("stream       %d heartbeats: lag p50 %.2f ms, p99 %.2f ms, max %.2f ms; so
 EOF
   kill "$bp" 2>/dev/null || true; wait "$bp" 2>/dev/null || true
   grep -E "requests per second" "$WORK/bench.out" | tr '\r' '\n' | grep -E "requests per second" | tail -3 | sed 's/^/             redis-benchmark /'
+  local hwm; hwm=$(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$fp/status")
   kill -TERM "$fp"; wait "$fp" || true
-  echo "             ferry peak RSS $(awk '{ printf "%.1f MiB", $1 / 1024 }' "$WORK/rss-stream")"
+  echo "             ferry peak RSS $hwm"
 }
 
 echo "== $SERVER -> $SERVER, ferry $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"

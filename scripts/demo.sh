@@ -1,54 +1,126 @@
 #!/usr/bin/env bash
-# The one-command demo of what ferry does today: on a fresh machine it installs a real
-# Redis, starts it on a free loopback port, loads sample data of every type, saves an RDB,
-# and shows ferry decoding it (summary, then a few keys as JSON lines). Everything it
-# starts is stopped and removed at the end, also on failure.
+# The one-command demo: a blue/green upgrade on real servers, locally.
 #
-#   scripts/demo.sh            (SERVER=valkey-9.1 scripts/demo.sh for another version)
+#   scripts/demo.sh            (BLUE=redis-6.2 GREEN=valkey-9.1 by default)
 #
-# The blue/green sync demo replaces this once `ferry sync` lands.
+# On a fresh machine it installs the two servers (scripts/servers.sh), builds ferry, starts
+# blue and green on free loopback ports, loads sample data into blue, starts `ferry sync`
+# blue → green with its status page, keeps writing to blue while the sync runs, shows the
+# status until green has caught up, checks green against blue with plain redis-cli reads,
+# stops ferry with SIGTERM (it drains and reports its final offset) and cleans up —
+# also when something fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SERVER=${SERVER:-redis-7.2}
+BLUE=${BLUE:-redis-6.2}
+GREEN=${GREEN:-valkey-9.1}
 CACHE=${FERRY_SERVERS:-$HOME/.cache/ferry/servers}
 
-echo "== installing $SERVER (cached in $CACHE)"
-scripts/servers.sh "$CACHE" "$SERVER" >/dev/null
-BIN=$CACHE/bin/$SERVER
+say() { printf '\n== %s\n' "$*"; }
+say "installing $BLUE and $GREEN (cached in $CACHE)"
+scripts/servers.sh "$CACHE" "$BLUE" "$GREEN" >/dev/null
 CLI=$CACHE/bin/redis-cli
 [ -x "$CLI" ] || CLI=$CACHE/bin/valkey-cli
-echo "== building ferry"
+say "building ferry"
 cargo build --release -q
 FERRY=$PWD/target/release/ferry
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-demo.XXXXXX")
-PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BIN" --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --save "" --appendonly no \
-       --daemonize no --logfile "$WORK/log" &
-PID=$!
-for _ in $(seq 1 200); do [ "$("$CLI" -p "$PORT" PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
-r() { "$CLI" -p "$PORT" "$@" >/dev/null; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() { # NAME SERVER PORT
+  mkdir -p "$WORK/$1"
+  "$CACHE/bin/$2" --port "$3" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
+                  --daemonize no --logfile "$WORK/$1/log" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do [ "$("$CLI" -p "$3" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
+  echo "$1 did not start:"; tail "$WORK/$1/log"; exit 1
+}
+BP=$(port); start blue "$BLUE" "$BP"
+GP=$(port); start green "$GREEN" "$GP"
+blue() { "$CLI" -p "$BP" "$@"; }
+green() { "$CLI" -p "$GP" "$@"; }
+echo "blue  = $BLUE on 127.0.0.1:$BP"
+echo "green = $GREEN on 127.0.0.1:$GP"
 
-echo "== loading sample data into $SERVER on 127.0.0.1:$PORT"
-r SET greeting "hello, ferry"
-r SET counter 42
-r SET session:1 "expires in an hour" EX 3600
-r RPUSH queue job1 job2 job3
-r SADD tags redis valkey migration
-r ZADD board 1.5 alice 2.25 bob inf carol
-r HSET user:1 name Ada email ada@example.com
-r XADD events '*' type signup user 1
-r XGROUP CREATE events workers 0
-r XREADGROUP GROUP workers w1 COUNT 1 STREAMS events '>'
-r SELECT 2
-"$CLI" -p "$PORT" -n 2 SET other-db "db 2 works too" >/dev/null
-r SAVE
+say "loading sample data into blue"
+python3 - <<'EOF' > "$WORK/data.resp"
+import sys
+def cmd(*a):
+    a = [x if isinstance(x, bytes) else str(x).encode() for x in a]
+    sys.stdout.buffer.write(b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a))
+for i in range(20000):
+    cmd("SET", f"user:{i}:name", f"user number {i}")
+for i in range(200):
+    cmd("HSET", f"profile:{i}", "email", f"u{i}@example.com", "plan", "pro" if i % 3 else "free")
+    cmd("RPUSH", f"queue:{i % 10}", f"job-{i}")
+    cmd("SADD", f"tags:{i % 20}", f"tag-{i}")
+    cmd("ZADD", "leaderboard", i * 1.5, f"player-{i}")
+cmd("SET", "session:abc", "expires in an hour", "EX", 3600)
+cmd("XADD", "events", "*", "type", "signup", "user", "1")
+cmd("XGROUP", "CREATE", "events", "mailer", "0")
+cmd("SELECT", 2)
+cmd("SET", "other-db", "db 2 works too")
+EOF
+blue --pipe < "$WORK/data.resp" | tail -1
+echo "blue: $(blue DBSIZE) keys in db 0, $(blue -n 2 DBSIZE) in db 2"
 
-echo "== ferry rdb inspect --format summary"
-"$FERRY" rdb inspect "$WORK/dump.rdb" --format summary --top 3
-echo "== ferry rdb inspect   (one JSON object per key)"
-"$FERRY" rdb inspect "$WORK/dump.rdb"
-echo "== done; the server is stopped and $WORK removed"
+say "ferry sync blue → green (status on http://127.0.0.1:\$STATUS/status)"
+SP=$(port)
+"$FERRY" sync --source "redis://127.0.0.1:$BP" --target "redis://127.0.0.1:$GP" \
+              --status-listen "127.0.0.1:$SP" 2> "$WORK/ferry.log" &
+FERRY_PID=$!
+PIDS+=($FERRY_PID)
+status() { python3 - "$SP" "$@" <<'EOF'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/status", timeout=2))
+if len(sys.argv) > 2:
+    print(s[sys.argv[2]] if len(sys.argv) == 3 else s[sys.argv[2]][sys.argv[3]])
+else:
+    print(f"phase={s['phase']} consistent={s['consistent']} snapshot.keys={s['snapshot']['keys']} "
+          f"received={s['stream']['received_offset']} applied={s['stream']['applied_offset']} "
+          f"lag_bytes={s['stream']['lag_bytes']} spool_bytes={s['spool_bytes']}")
+EOF
+}
+
+say "writing to blue while the sync runs (1,000 INCRs and list pushes)"
+( for i in $(seq 1 1000); do echo "INCR orders:count"; echo "LPUSH recent-orders order-$i"; done | blue > /dev/null ) &
+WRITER=$!
+for _ in $(seq 1 6); do sleep 0.5; status 2>/dev/null || echo "(ferry starting)"; done
+wait "$WRITER"
+
+say "waiting until green has applied everything blue has"
+for _ in $(seq 1 200); do
+  want=$(blue INFO replication | tr -d '\r' | sed -n 's/^master_repl_offset://p')
+  if [ "$(status consistent 2>/dev/null)" = True ] && [ "$(status stream applied_offset)" -ge "$want" ]; then break; fi
+  sleep 0.1
+done
+status
+echo "blue master_repl_offset = $want"
+
+say "checking green against blue (plain redis-cli reads, not ferry)"
+check() { # LABEL CMD...
+  local b g; b=$(blue "${@:2}" | tr '\n' ' '); g=$(green "${@:2}" | tr '\n' ' ')
+  if [ "$b" = "$g" ]; then echo "  same  $1: ${b:0:80}"; else echo "  DIFF  $1: blue=$b green=$g"; exit 1; fi
+}
+check "keys in db 0" DBSIZE
+check "keys in db 2" -n 2 DBSIZE
+check "orders:count" GET orders:count
+check "recent-orders length" LLEN recent-orders
+check "user:123:name" GET user:123:name
+check "profile:7" HGETALL profile:7
+check "leaderboard top 3" ZREVRANGE leaderboard 0 2 WITHSCORES
+check "events length" XLEN events
+check "other-db (db 2)" -n 2 GET other-db
+echo "  session:abc TTL blue=$(blue TTL session:abc)s green=$(green TTL session:abc)s"
+
+say "stopping ferry (SIGTERM: drain, report the final offset, exit 0)"
+kill -TERM "$FERRY_PID"
+wait "$FERRY_PID" && echo "ferry exited 0"
+grep -E "snapshot applied|final applied offset" "$WORK/ferry.log" | sed 's/\x1b\[[0-9;]*m//g'
+say "done: green ($GREEN) holds blue's ($BLUE) data; everything started here is stopped and removed"

@@ -171,6 +171,9 @@ struct Big {
     /// the element is gathered in `whole` instead.
     into: Option<Bytes>,
     whole: Vec<u8>,
+    /// Chunks not yet sent to `into`: gathered up to `batch_bytes` so that a value arriving
+    /// in small network reads still goes in large `APPEND`s (bounded by the setting).
+    pending: Vec<u8>,
     /// Expired hash field: chunks are read and dropped.
     drop: bool,
 }
@@ -568,6 +571,7 @@ impl KeyRewriter {
             field_expire_ms,
             into,
             whole: Vec::new(),
+            pending: Vec::new(),
             drop,
         });
         if len == 0 {
@@ -583,9 +587,13 @@ impl KeyRewriter {
         if !big.drop {
             match &big.into {
                 Some(into) => {
-                    let verb: &[u8] = if big.first { b"SET" } else { b"APPEND" };
-                    big.first = false;
-                    st.cmds.command(&[verb, into, chunk]);
+                    big.pending.extend_from_slice(chunk);
+                    if big.pending.len() >= self.cfg.batch_bytes || big.left == 0 {
+                        let verb: &[u8] = if big.first { b"SET" } else { b"APPEND" };
+                        big.first = false;
+                        st.cmds.command(&[verb, into, &big.pending]);
+                        big.pending.clear();
+                    }
                 }
                 None => big.whole.extend_from_slice(chunk),
             }
