@@ -115,13 +115,15 @@ pub struct TransformSection {
 }
 
 impl Default for TransformSection {
+    /// The rewriter's own defaults, so there is one source of truth.
     fn default() -> Self {
+        let r = crate::transform::RewriteConfig::default();
         TransformSection {
             value_mode: ValueModeCfg::Auto,
             conflict: ConflictCfg::Replace,
-            batch_elems: 512,
-            batch_bytes: 1 << 20,
-            restore_max: 16 << 20,
+            batch_elems: r.batch_elems,
+            batch_bytes: r.batch_bytes,
+            restore_max: r.restore_max,
         }
     }
 }

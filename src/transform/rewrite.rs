@@ -84,7 +84,9 @@ impl Default for RewriteConfig {
             batch_bytes: 1 << 20,
             mode: ValueMode::Auto,
             conflict: Conflict::Replace,
-            restore_max: 16 << 20,
+            // A value's raw bytes and its commands are both held while deciding: 2 × 8 MiB
+            // keeps the default footprint under 100 MiB with large values.
+            restore_max: 8 << 20,
         }
     }
 }
