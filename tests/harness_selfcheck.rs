@@ -4,7 +4,6 @@
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use common::dataset::fill_with_coverage;
@@ -46,40 +45,10 @@ fn check_server(spec: &ServerSpec) -> String {
 #[test]
 fn fill_reads_back_identically_on_every_installed_server() {
     let specs = require_any_servers();
-    let queue = Mutex::new(specs.iter());
-    let failures = Mutex::new(Vec::new());
     let t0 = Instant::now();
     // Two at a time: the machines this runs on have two cores.
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let Some(spec) = queue.lock().unwrap().next() else {
-                    return;
-                };
-                match catch_unwind(AssertUnwindSafe(|| check_server(spec))) {
-                    Ok(report) => eprintln!("ok   {report}"),
-                    Err(panic) => {
-                        let msg = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        eprintln!("FAIL {spec}: {msg}");
-                        failures.lock().unwrap().push(format!("{spec}: {msg}"));
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    common::parallel::run_parallel(&specs, 2, |s| s.to_string(), check_server);
     eprintln!("{} servers checked in {:?}", specs.len(), t0.elapsed());
-    assert!(
-        failures.is_empty(),
-        "{} of {} servers failed the self-check:\n{}",
-        failures.len(),
-        specs.len(),
-        failures.join("\n")
-    );
 }
 
 #[test]

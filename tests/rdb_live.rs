@@ -7,8 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
 
 use common::dataset::{
     fill, read_back, score_bits, GroupModel, KeyModel, Model, StreamModel, ValueModel,
@@ -189,34 +187,5 @@ fn check_server(spec: &ServerSpec) -> String {
 #[test]
 fn decodes_every_installed_servers_rdb_exactly() {
     let specs = require_any_servers();
-    let queue = Mutex::new(specs.iter());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let Some(spec) = queue.lock().unwrap().next() else {
-                    return;
-                };
-                match catch_unwind(AssertUnwindSafe(|| check_server(spec))) {
-                    Ok(report) => eprintln!("ok   {report}"),
-                    Err(e) => {
-                        let msg = e
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        eprintln!("FAIL {spec}: {msg}");
-                        failures.lock().unwrap().push(format!("{spec}: {msg}"));
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} server(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    common::parallel::run_parallel(&specs, 2, |s| s.to_string(), check_server);
 }

@@ -8,10 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::dataset::{fill, read_back, Model, ValueModel};
@@ -258,37 +257,12 @@ fn pairs() -> Vec<(ServerSpec, ServerSpec)> {
 
 #[test]
 fn syncs_every_version_pair_with_writes_running() {
-    let pairs = pairs();
-    let queue = Mutex::new(pairs.iter().enumerate());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let Some((i, (a, b))) = queue.lock().unwrap().next() else {
-                    return;
-                };
-                match catch_unwind(AssertUnwindSafe(|| sync_pair(a, b, i % 2 == 0))) {
-                    Ok(r) => eprintln!("ok   {r}"),
-                    Err(e) => {
-                        let msg = e
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        eprintln!("FAIL {a} -> {b}: {msg}");
-                        failures.lock().unwrap().push(format!("{a} -> {b}: {msg}"));
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} of {} pairs failed:\n{}",
-        failures.len(),
-        pairs.len(),
-        failures.join("\n\n")
+    let pairs: Vec<(usize, (ServerSpec, ServerSpec))> = pairs().into_iter().enumerate().collect();
+    common::parallel::run_parallel(
+        &pairs,
+        2,
+        |(_, (a, b))| format!("{a} -> {b}"),
+        |(i, (a, b))| sync_pair(a, b, i % 2 == 0),
     );
 }
 
