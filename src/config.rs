@@ -306,3 +306,28 @@ mod tests {
         assert!(e.contains("FERRY_NOPE"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example holds every key with its default: it must parse and agree
+    /// with the code's defaults.
+    #[test]
+    fn the_example_config_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.toml");
+        let c = Config::load(&path).expect("config/ferry.toml parses");
+        let d = Config::default();
+        assert_eq!(c.sync.spool_cap, d.sync.spool_cap);
+        assert_eq!(c.sync.memory_queue, d.sync.memory_queue);
+        assert_eq!(c.sync.window_cmds, d.sync.window_cmds);
+        assert_eq!(c.sync.window_bytes, d.sync.window_bytes);
+        assert_eq!(c.sync.announce_version, d.sync.announce_version);
+        assert_eq!(c.transform.batch_elems, d.transform.batch_elems);
+        assert_eq!(c.transform.batch_bytes, d.transform.batch_bytes);
+        assert_eq!(c.transform.restore_max, d.transform.restore_max);
+        assert_eq!(c.advanced.chunk_threshold, d.advanced.chunk_threshold);
+        assert_eq!(c.advanced.max_element, d.advanced.max_element);
+        assert_eq!(c.log.progress_interval, d.log.progress_interval);
+    }
+}
