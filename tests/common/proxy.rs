@@ -107,6 +107,11 @@ impl Proxy {
         }
     }
 
+    /// Server→client bytes still allowed before the armed cut (`u64::MAX`: none armed).
+    pub fn budget_left(&self) -> u64 {
+        self.shared.budget.load(Ordering::SeqCst)
+    }
+
     /// Whether an armed cut has happened (the budget is spent and disarmed).
     pub fn cut_done(&self) -> bool {
         self.shared.budget.load(Ordering::SeqCst) == u64::MAX
