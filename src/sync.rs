@@ -103,7 +103,7 @@ pub async fn run(
                 break Ok(());
             }
             _ = tick.tick() => {
-                if writer.stats().in_flight > 0 {
+                if writer.in_flight() > 0 {
                     writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                 }
                 let a = pump.applied(&writer);
@@ -114,7 +114,7 @@ pub async fn run(
                     log_progress(&status);
                 }
                 if let Some(t) = once_target {
-                    if snapshot.is_none() && a >= t && writer.stats().in_flight == 0 {
+                    if snapshot.is_none() && a >= t && writer.in_flight() == 0 {
                         info!(applied_offset = a, "caught up with the source's offset at the snapshot's end (--once)");
                         break Ok(());
                     }
@@ -503,7 +503,7 @@ impl StreamPump {
 
     /// The offset the target has applied: everything, when nothing is in flight.
     fn applied(&self, writer: &Writer) -> u64 {
-        if writer.stats().in_flight == 0 && self.multi.is_none() {
+        if writer.in_flight() == 0 && self.multi.is_none() {
             self.processed
         } else {
             writer.acked_tag().min(self.processed)
