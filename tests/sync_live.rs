@@ -330,9 +330,10 @@ fn spools_while_the_target_is_paused_and_keeps_the_link() {
     let mut ferry = start_ferry(&source, &target, &[]);
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
 
-    // The target stops answering for 4 s while ~24 MB of writes arrive at the source:
-    // far more than the source may buffer for its replica (1 MB).
-    // Watch the spool from the side for the whole pause.
+    // The target stops answering for 8 s while ~24 MB of writes arrive at the source (in
+    // pipelined batches, so they land early in the pause even on a loaded machine): far
+    // more than the source may buffer for its replica (1 MB). Watch the spool from the
+    // side for the whole pause.
     let watching = Arc::new(AtomicBool::new(true));
     let (w2, status_addr) = (watching.clone(), ferry.status.clone());
     let watcher = std::thread::spawn(move || {
@@ -345,17 +346,30 @@ fn spools_while_the_target_is_paused_and_keeps_the_link() {
         }
         max
     });
-    target.client().ok(&["CLIENT", "PAUSE", "4000"]);
+    let pause = Duration::from_secs(8);
+    target
+        .client()
+        .ok(&["CLIENT", "PAUSE", &pause.as_millis().to_string()]);
     let value = noise(12 * 1024, 9);
     let t0 = Instant::now();
-    for i in 0..2000u32 {
-        c.ok_bin(&[b"SET", format!("paused:{i}").as_bytes(), &value]);
+    for batch in 0..20u32 {
+        let cmds: Vec<Vec<Vec<u8>>> = (0..100u32)
+            .map(|i| {
+                vec![
+                    b"SET".to_vec(),
+                    format!("paused:{}", batch * 100 + i).into_bytes(),
+                    value.clone(),
+                ]
+            })
+            .collect();
+        c.pipeline_ok(&cmds);
     }
+    let wrote_in = t0.elapsed();
     assert!(
-        t0.elapsed() < Duration::from_secs(4),
-        "the writes should land while the target is paused"
+        wrote_in < pause / 2,
+        "the writes should land early in the pause (took {wrote_in:?})"
     );
-    std::thread::sleep(Duration::from_secs(4).saturating_sub(t0.elapsed()));
+    std::thread::sleep(pause.saturating_sub(t0.elapsed()));
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
     let max_spool = watcher.join().expect("watcher");
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
