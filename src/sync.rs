@@ -133,7 +133,7 @@ pub async fn run(
                         replid = Some(id.clone());
                         status.update(|s| { s.phase = Phase::Snapshot; s.replid = Some(id.clone()); s.consistent = false; });
                         pump.reset(offset);
-                        snapshot = Some(Snapshot::new(&opts, &target_info, offset));
+                        snapshot = Some(Snapshot::new(&opts, &target_info));
                     }
                     SourceItem::Rdb(data) => {
                         let Some(snap) = snapshot.as_mut() else {
@@ -317,7 +317,7 @@ struct SnapReport {
 }
 
 impl Snapshot {
-    fn new(opts: &SyncOptions, target: &crate::target::ServerInfo, _offset: u64) -> Snapshot {
+    fn new(opts: &SyncOptions, target: &crate::target::ServerInfo) -> Snapshot {
         let mut dcfg = opts.decoder.clone();
         dcfg.raw_capture_max = opts.rewrite.restore_max;
         dcfg.total_len = None;
