@@ -8,11 +8,20 @@
 //!   yields events (header, aux fields, key metadata, then the value in pieces) and never
 //!   needs a whole snapshot or a whole value in memory. One file per encoding;
 //!   `rdb::reader` drives it over any `Read`.
+//! * [`source`]: the replica link to a live server (handshake, `PSYNC`, RDB and stream
+//!   framing, ACKs, reconnect with partial resync) and its RAM-then-disk spool, so the
+//!   source socket is always drained at network speed.
+//! * [`transform`]: one key's decoded value → a `RESTORE` or bounded batches of type
+//!   commands, chosen per target version; `restore.rs` is `ferry restore`.
+//! * [`target`]: the pipelined writer (window, FIFO replies, SELECT tracking, error
+//!   classes and order-keeping retries) and what the target server supports.
+//! * [`sync`]: the one place that knows every stage: snapshot, then the command stream,
+//!   and the applied offset. [`status`] serves `/status` and `/healthz` from it.
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
-//! * [`cli`]: the command-line definitions (clap); `main.rs` maps them to calls and
-//!   errors to exit codes.
-//! * [`util`]: small shared helpers (byte escaping, Redis-style glob matching).
+//! * [`config`] (the TOML file), [`endpoint`] (server URLs; passwords never printed),
+//!   [`logging`], [`cli`] (clap definitions; `main.rs` maps them to calls and errors to
+//!   exit codes), [`util`] (byte escaping, Redis-style glob matching).
 //!
 //! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
