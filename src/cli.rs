@@ -77,7 +77,7 @@ pub struct SyncArgs {
     /// Config file (TOML); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Source URL: redis://[user[:password]@]host:port (prefer the config file for passwords).
+    /// Source URL: `redis://[user[:password]@]host:port` (prefer the config file for passwords).
     #[arg(long)]
     pub source: Option<String>,
     /// Target URL.
