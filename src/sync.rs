@@ -131,7 +131,12 @@ pub async fn run(
                         }
                         info!(replid = %id, offset, "full resync: receiving the snapshot");
                         replid = Some(id.clone());
-                        status.update(|s| { s.phase = Phase::Snapshot; s.replid = Some(id.clone()); s.consistent = false; });
+                        status.update(|s| {
+                            s.phase = Phase::Snapshot;
+                            s.replid = Some(id.clone());
+                            s.consistent = false;
+                            s.snapshot = Default::default();
+                        });
                         pump.reset(offset);
                         snapshot = Some(Snapshot::new(&opts, &target_info));
                     }
@@ -156,6 +161,9 @@ pub async fn run(
                         status.update(|s| {
                             s.phase = Phase::Stream;
                             s.snapshot.done = true;
+                            s.snapshot.keys = report.keys;
+                            s.snapshot.bytes_read = report.bytes;
+                            s.snapshot.keys_skipped_expired = report.expired;
                             s.snapshot.seconds = secs;
                         });
                         if opts.once {
@@ -251,6 +259,9 @@ async fn refresh_link_status(stats: LinkStats, applied: Arc<AtomicU64>, status: 
         status.update(|s| {
             s.spool_bytes = stats.spooled_bytes();
             s.reconnects = stats.reconnects();
+            if s.phase == Phase::Snapshot || s.snapshot.done {
+                s.snapshot.bytes_total = s.snapshot.bytes_total.or(stats.rdb_total());
+            }
             if s.phase == Phase::Stream {
                 s.stream.received_offset = s.stream.received_offset.max(received);
                 s.stream.lag_bytes = s.stream.received_offset.saturating_sub(applied);

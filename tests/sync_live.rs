@@ -207,6 +207,15 @@ fn sync_pair(src: &ServerSpec, dst: &ServerSpec, diskless: bool) -> String {
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
     let status = get_status(&ferry.status).unwrap_or_default();
     stop_ferry(ferry);
+    if !diskless {
+        // A disk-based transfer announces its size: /status shows it, and all of it was read.
+        let snap = &status["snapshot"];
+        assert!(
+            snap["bytes_total"].as_u64().is_some(),
+            "snapshot.bytes_total for a disk transfer: {snap}"
+        );
+        assert_eq!(snap["bytes_total"], snap["bytes_read"], "{snap}");
+    }
 
     let dbs = [0, 1, 2, 3, 5];
     let expected = comparable(read_back(&mut c, src, &dbs), dst);

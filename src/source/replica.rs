@@ -204,6 +204,7 @@ impl ReplicaLink {
         });
         let shared = Arc::new(Shared {
             applied,
+            rdb_total: AtomicU64::new(0),
             received: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             ack_request: AtomicU64::new(0),
@@ -344,6 +345,10 @@ pub struct LinkStats {
 }
 
 impl LinkStats {
+    /// The current snapshot's size, when the source announced it (disk-based transfers).
+    pub fn rdb_total(&self) -> Option<u64> {
+        Some(self.shared.rdb_total.load(Ordering::SeqCst)).filter(|&n| n > 0)
+    }
     pub fn received_offset(&self) -> u64 {
         self.shared.received.load(Ordering::SeqCst)
     }
@@ -360,6 +365,9 @@ impl LinkStats {
 
 struct Shared {
     applied: Arc<AtomicU64>,
+    /// Size of the current snapshot when the source announced it (`$<len>`); 0 = unknown
+    /// (diskless `$EOF:` transfers never say).
+    rdb_total: AtomicU64,
     received: AtomicU64,
     reconnects: AtomicU64,
     /// The offset of the last `ack_now`, sent on `ack_notify`.
@@ -513,6 +521,7 @@ impl Reader {
             self.shared
                 .fullsyncs_received
                 .fetch_add(1, Ordering::SeqCst);
+            self.shared.rdb_total.store(0, Ordering::SeqCst);
             SourceItem::FullResync { replid, offset }
         };
         self.shared.received.store(offset, Ordering::SeqCst);
@@ -541,7 +550,11 @@ impl Reader {
         let mut pieces = Vec::new();
         loop {
             // The handshake may have read past the PSYNC reply: frame what is buffered first.
-            if let Err(e) = framer.feed(&mut buf, &mut pieces) {
+            let framed = framer.feed(&mut buf, &mut pieces);
+            if let Some(total) = framer.announced.take() {
+                self.shared.rdb_total.store(total, Ordering::SeqCst);
+            }
+            if let Err(e) = framed {
                 return match e {
                     FrameError::MasterError(text) => {
                         End::Dropped(format!("source {addr} aborted the full sync: {text}"))
@@ -1072,6 +1085,8 @@ struct Framer {
     /// The master offset of the next stream byte (the snapshot's offset until the stream
     /// starts). `\n` keepalives before the header are not stream bytes and do not count.
     offset: u64,
+    /// The snapshot size a `$<len>` header announced, until the reader takes it.
+    announced: Option<u64>,
 }
 
 impl Framer {
@@ -1080,6 +1095,7 @@ impl Framer {
         Framer {
             phase: Phase::Header,
             offset,
+            announced: None,
         }
     }
 
@@ -1088,6 +1104,7 @@ impl Framer {
         Framer {
             phase: Phase::Stream,
             offset,
+            announced: None,
         }
     }
 
@@ -1116,6 +1133,9 @@ impl Framer {
                     };
                     let line = buf.split_to(end + 2);
                     self.phase = parse_transfer_header(&line[..end])?;
+                    if let Phase::Sized { left } = self.phase {
+                        self.announced = Some(left);
+                    }
                 }
                 Phase::Sized { left } => {
                     if left == 0 {
