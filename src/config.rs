@@ -74,11 +74,11 @@ impl Default for SyncSection {
         SyncSection {
             once: false,
             spool_dir: None,
-            spool_cap: 4 << 30,
-            memory_queue: 16 << 20,
-            window_cmds: 512,
-            window_bytes: 8 << 20,
-            announce_version: "9.1.0".into(),
+            spool_cap: crate::source::replica::DEFAULT_SPOOL_CAP,
+            memory_queue: crate::source::replica::DEFAULT_MEMORY_QUEUE,
+            window_cmds: crate::target::writer::DEFAULT_WINDOW_CMDS,
+            window_bytes: crate::target::writer::DEFAULT_WINDOW_BYTES,
+            announce_version: crate::source::replica::DEFAULT_ANNOUNCE_VERSION.into(),
         }
     }
 }
@@ -171,7 +171,7 @@ impl Default for AdvancedSection {
         AdvancedSection {
             chunk_threshold: 1 << 20,
             max_element: 512 << 20,
-            connect_timeout_ms: 10_000,
+            connect_timeout_ms: crate::source::replica::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
         }
     }
 }

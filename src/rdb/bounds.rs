@@ -18,3 +18,16 @@ pub(super) fn slice(blob: &[u8], at: usize, n: usize, end: usize) -> Option<&[u8
 pub(super) fn array<const N: usize>(blob: &[u8], at: usize, end: usize) -> Option<[u8; N]> {
     slice(blob, at, N, end)?.try_into().ok()
 }
+
+/// An element whose declared length `n` at `at` runs past the end byte at `end`.
+#[cold]
+pub(super) fn too_long(
+    enc: &'static str,
+    what: &str,
+    at: usize,
+    n: usize,
+    end: usize,
+) -> super::EncodingError {
+    let left = end.saturating_sub(at);
+    super::EncodingError::new(enc, at, format!("{what} {n} exceeds the {left} bytes left"))
+}

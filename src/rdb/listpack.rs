@@ -25,7 +25,7 @@
 //! backlen that does not match its element is the cheapest sign of a damaged blob,
 //! and the server checks the same (`lpValidateNext`).
 
-use super::bounds::{array, slice};
+use super::bounds::{array, slice, too_long};
 use super::elem::Elem;
 use super::error::EncodingError;
 
@@ -55,13 +55,6 @@ const LP_ENCODING_64BIT_INT: u8 = 0xF4;
 #[cold]
 fn error(offset: usize, message: impl Into<String>) -> EncodingError {
     EncodingError::new(ENC, offset, message)
-}
-
-/// An element's contents or backlen run into the end byte.
-#[cold]
-fn too_long(what: &str, at: usize, n: usize, end: usize) -> EncodingError {
-    let left = end.saturating_sub(at);
-    error(at, format!("{what} {n} exceeds the {left} bytes left"))
 }
 
 /// The backlen of an element of `size` bytes, as `lpEncodeBacklen` writes it: the
@@ -142,7 +135,7 @@ pub fn next<'a>(blob: &'a [u8], pos: &mut usize) -> Result<Option<Elem<'a>>, Enc
     };
 
     let data = |at: usize, n: usize| {
-        slice(blob, at, n, end).ok_or_else(|| too_long("element length", at, n, end))
+        slice(blob, at, n, end).ok_or_else(|| too_long(ENC, "element length", at, n, end))
     };
     let (elem, size) = if b & LP_ENCODING_7BIT_UINT_MASK == LP_ENCODING_7BIT_UINT {
         (Elem::Int(i64::from(b)), 1)
@@ -151,18 +144,18 @@ pub fn next<'a>(blob: &'a [u8], pos: &mut usize) -> Result<Option<Elem<'a>>, Enc
         (Elem::Bytes(data(start + 1, len)?), 1 + len)
     } else if b & LP_ENCODING_13BIT_INT_MASK == LP_ENCODING_13BIT_INT {
         let [lo] = array(blob, start + 1, end)
-            .ok_or_else(|| too_long("element length", start + 1, 1, end))?;
+            .ok_or_else(|| too_long(ENC, "element length", start + 1, 1, end))?;
         let u = (i64::from(b & 0x1f) << 8) | i64::from(lo);
         // Two's complement in 13 bits: the top half of the range is negative.
         (Elem::Int(if u >= 1 << 12 { u - (1 << 13) } else { u }), 2)
     } else if b & LP_ENCODING_12BIT_STR_MASK == LP_ENCODING_12BIT_STR {
         let [lo] = array(blob, start + 1, end)
-            .ok_or_else(|| too_long("element length", start + 1, 1, end))?;
+            .ok_or_else(|| too_long(ENC, "element length", start + 1, 1, end))?;
         let len = (usize::from(b & 0x0f) << 8) | usize::from(lo);
         (Elem::Bytes(data(start + 2, len)?), 2 + len)
     } else {
         let at = start + 1;
-        let short = |n| too_long("element length", at, n, end);
+        let short = |n| too_long(ENC, "element length", at, n, end);
         match b {
             LP_ENCODING_32BIT_STR => {
                 let n = array(blob, at, end).ok_or_else(|| short(4))?;

@@ -17,7 +17,7 @@
 //! rejects a zipmap with no pairs; we leave that to the caller, who sees it as a hash
 //! with no fields.
 
-use super::bounds::slice;
+use super::bounds::{slice, too_long};
 use super::error::EncodingError;
 
 const ENC: &str = "zipmap";
@@ -33,12 +33,6 @@ const ZIPMAP_END: u8 = 255;
 #[cold]
 fn error(offset: usize, message: impl Into<String>) -> EncodingError {
     EncodingError::new(ENC, offset, message)
-}
-
-#[cold]
-fn too_long(what: &str, at: usize, n: usize, end: usize) -> EncodingError {
-    let left = end.saturating_sub(at);
-    error(at, format!("{what} {n} exceeds the {left} bytes left"))
 }
 
 /// Checks that the blob can be walked (a count byte, and the end byte last) and
@@ -67,11 +61,11 @@ fn length(blob: &[u8], at: usize, end: usize) -> Result<(usize, usize), Encoding
         Some(&[ZIPMAP_BIGLEN]) => {
             let b: [u8; 4] = slice(blob, at + 1, 4, end)
                 .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| too_long("length field of", at, 5, end))?;
+                .ok_or_else(|| too_long(ENC, "length field of", at, 5, end))?;
             Ok((u32::from_le_bytes(b) as usize, at + 5))
         }
         Some(&[b]) => Ok((usize::from(b), at + 1)),
-        _ => Err(too_long("length field of", at, 1, end)),
+        _ => Err(too_long(ENC, "length field of", at, 1, end)),
     }
 }
 
@@ -104,7 +98,8 @@ pub fn next<'a>(blob: &'a [u8], pos: &mut usize) -> Result<Option<Pair<'a>>, Enc
     }
 
     let (klen, at) = length(blob, start, end)?;
-    let key = slice(blob, at, klen, end).ok_or_else(|| too_long("key length", at, klen, end))?;
+    let key =
+        slice(blob, at, klen, end).ok_or_else(|| too_long(ENC, "key length", at, klen, end))?;
     let at = at + klen;
     if blob.get(at) == Some(&ZIPMAP_END) {
         return Err(error(at, "end byte where a value length was expected"));
@@ -113,13 +108,13 @@ pub fn next<'a>(blob: &'a [u8], pos: &mut usize) -> Result<Option<Pair<'a>>, Enc
     let free = slice(blob, at, 1, end)
         .and_then(|b| b.first())
         .map(|&f| usize::from(f))
-        .ok_or_else(|| too_long("free field of", at, 1, end))?;
+        .ok_or_else(|| too_long(ENC, "free field of", at, 1, end))?;
     let at = at + 1;
     let value =
-        slice(blob, at, vlen, end).ok_or_else(|| too_long("value length", at, vlen, end))?;
+        slice(blob, at, vlen, end).ok_or_else(|| too_long(ENC, "value length", at, vlen, end))?;
     let at = at + vlen;
     if slice(blob, at, free, end).is_none() {
-        return Err(too_long("free padding of", at, free, end));
+        return Err(too_long(ENC, "free padding of", at, free, end));
     }
     *pos = at + free;
     Ok(Some((key, value)))

@@ -71,6 +71,12 @@ const STREAM_START_ACK: Duration = Duration::from_millis(50);
 /// How many bytes of bad input an error message shows.
 const SHOWN_BYTES: usize = 120;
 
+/// Defaults of [`ReplicaConfig`], also the config file's.
+pub const DEFAULT_ANNOUNCE_VERSION: &str = "9.1.0";
+pub const DEFAULT_SPOOL_CAP: u64 = 4 << 30;
+pub const DEFAULT_MEMORY_QUEUE: usize = 16 << 20;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to reach the source and how the link behaves. [`ReplicaConfig::new`] has the
 /// defaults.
 #[derive(Debug, Clone)]
@@ -107,14 +113,14 @@ impl ReplicaConfig {
         ReplicaConfig {
             endpoint,
             listening_port: 0,
-            announce_version: "9.1.0".to_string(),
-            connect_timeout: Duration::from_secs(10),
+            announce_version: DEFAULT_ANNOUNCE_VERSION.to_string(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Duration::from_secs(60),
             ack_interval: Duration::from_secs(1),
             retry_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             spool_dir: std::env::temp_dir().join(format!("ferry-spool-{}", std::process::id())),
-            spool_cap: 4 << 30,
-            memory_queue: 16 << 20,
+            spool_cap: DEFAULT_SPOOL_CAP,
+            memory_queue: DEFAULT_MEMORY_QUEUE,
         }
     }
 }

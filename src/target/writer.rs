@@ -95,6 +95,10 @@ const COALESCE_MAX: usize = 16 << 10;
 /// Skip records kept (the newest); the count in the stats has them all.
 pub const SKIP_RECORDS_KEPT: usize = 1000;
 
+/// Defaults of [`WriterConfig`]'s window, also the config file's.
+pub const DEFAULT_WINDOW_CMDS: usize = 512;
+pub const DEFAULT_WINDOW_BYTES: usize = 8 << 20;
+
 /// Settings of one writer.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -117,8 +121,8 @@ impl WriterConfig {
     pub fn new(endpoint: Endpoint) -> WriterConfig {
         WriterConfig {
             endpoint,
-            window_cmds: 512,
-            window_bytes: 8 << 20,
+            window_cmds: DEFAULT_WINDOW_CMDS,
+            window_bytes: DEFAULT_WINDOW_BYTES,
             connect_timeout: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(120),
             policy: ErrorPolicy::default(),
