@@ -207,6 +207,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         },
         conflict,
         restore_max: cfg.transform.restore_max,
+        ..RewriteConfig::default()
     };
     let opts = ferry::sync::SyncOptions {
         replica,

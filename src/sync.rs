@@ -355,7 +355,13 @@ impl Snapshot {
         pump: &mut StreamPump,
     ) -> Result<(), SnapError> {
         self.bytes += data.len() as u64;
-        self.buf.extend_from_slice(data);
+        // Decode straight from `data` when nothing is left over from the previous read;
+        // only an unfinished tail is copied (into `buf`).
+        let owned = !self.buf.is_empty();
+        if owned {
+            self.buf.extend_from_slice(data);
+        }
+        let mut pos = 0;
         loop {
             let Snapshot {
                 dec,
@@ -369,14 +375,18 @@ impl Snapshot {
                 out,
                 ..
             } = self;
-            let (used, step) = dec.step(buf).map_err(SnapError::Rdb)?;
+            let input = if owned { &buf[pos..] } else { &data[pos..] };
+            let (used, step) = dec.step(input).map_err(SnapError::Rdb)?;
             let mut done = false;
             let mut more = false;
             match step {
                 Step::Event(ev) => {
                     let mut push = |c: Cmd| out.push(c);
                     match ev {
-                        Event::Header { flavor: f, .. } => *flavor = f,
+                        Event::Header { flavor: f, .. } => {
+                            *flavor = f;
+                            *rw = Some(KeyRewriter::new(rewrite, target, f, now_ms()));
+                        }
                         Event::Aux { key, value } => {
                             let k = key.as_bytes();
                             if &k[..] == b"lua" {
@@ -400,9 +410,11 @@ impl Snapshot {
                             if k.expire_ms.is_some_and(|e| e <= now) {
                                 *expired += 1;
                             }
-                            let mut r = KeyRewriter::new(rewrite, target, *flavor, now);
+                            let r = rw.get_or_insert_with(|| {
+                                KeyRewriter::new(rewrite, target, *flavor, now)
+                            });
+                            r.set_now(now);
                             r.key(&k, &mut push);
-                            *rw = Some(r);
                         }
                         Event::Value(p) => {
                             if let Some(r) = rw.as_mut() {
@@ -410,7 +422,7 @@ impl Snapshot {
                             }
                         }
                         Event::KeyEnd(e) => {
-                            if let Some(mut r) = rw.take() {
+                            if let Some(r) = rw.as_mut() {
                                 r.end(&e, &mut push);
                             }
                         }
@@ -420,7 +432,13 @@ impl Snapshot {
                 Step::NeedMore => more = true,
                 Step::Done => done = true,
             }
-            buf.advance(used);
+            pos += used;
+            if more || done {
+                // Small keys wait in the rewriter for a batch: not past this read.
+                if let Some(r) = rw.as_mut() {
+                    r.flush_pending(&mut |c| out.push(c));
+                }
+            }
             for c in out.drain(..) {
                 writer
                     .send(c)
@@ -428,6 +446,11 @@ impl Snapshot {
                     .map_err(|e| SnapError::Target(e.to_string()))?;
             }
             if more || done {
+                if owned {
+                    self.buf.advance(pos);
+                } else {
+                    self.buf.extend_from_slice(&data[pos..]);
+                }
                 return Ok(());
             }
         }

@@ -14,6 +14,11 @@ pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
     }
 }
 
+/// Appends `*<n>\r\n`, the head of a command of `n` arguments.
+pub fn encode_array_header(out: &mut Vec<u8>, n: u64) {
+    header(out, b'*', n);
+}
+
 /// Appends `$<len>\r\n`, so that a writer can stream an argument too large to hold:
 /// this header, then exactly `len` bytes of data in pieces, then `\r\n`.
 pub fn encode_bulk_header(out: &mut Vec<u8>, len: u64) {

@@ -43,6 +43,11 @@ pub enum CmdKind {
     Transaction { key: Option<Bytes> },
     /// `FUNCTION LOAD` / `SCRIPT LOAD`.
     Script,
+    /// Several snapshot keys written one command each (`RESTORE`, `SET`): command `i`
+    /// touches only its own key, its first argument, and no other command of the batch
+    /// touches that key. Grouping them keeps the writer's per-`Cmd` work off the path of
+    /// a million small keys; a failed command is judged and retried on its own key.
+    Batch,
 }
 
 impl CmdKind {
@@ -51,7 +56,7 @@ impl CmdKind {
         match self {
             CmdKind::Data { key } | CmdKind::Transaction { key } => key.as_ref(),
             CmdKind::Restore { key } | CmdKind::Guard { key } => Some(key),
-            CmdKind::Script => None,
+            CmdKind::Script | CmdKind::Batch => None,
         }
     }
 }

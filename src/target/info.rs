@@ -85,6 +85,11 @@ impl ServerInfo {
         self.redis_at_least(3, 0)
     }
 
+    /// `SET … PXAT` / `EXAT` (6.2+).
+    pub fn has_set_pxat(&self) -> bool {
+        self.redis_at_least(6, 2)
+    }
+
     /// `RESTORE … ABSTTL` (5.0+).
     pub fn has_abs_ttl(&self) -> bool {
         self.redis_at_least(5, 0)

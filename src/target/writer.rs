@@ -950,8 +950,13 @@ impl Writer {
     /// A success of the front entry at a time a retry is pending: remember it for the
     /// reorder check.
     fn note_success(&mut self, seq: u64) {
-        let key = self.inflight.front().and_then(Entry::key).cloned();
         self.last_ok_any = seq;
+        let front = self.inflight.front();
+        if front.is_some_and(|e| matches!(e.kind, EntryKind::Cmd(CmdKind::Batch))) {
+            // A batch's keys are its own: no other command waits on them.
+            return;
+        }
+        let key = front.and_then(Entry::key).cloned();
         match key {
             Some(k) => {
                 self.last_ok_by_key.insert(k, seq);
@@ -1110,7 +1115,7 @@ impl Writer {
         let mut keep = Vec::with_capacity(resend.len());
         for entry in resend {
             for f in &entry.failures {
-                if self.reordered(&entry, f.seq) {
+                if self.reordered(&entry, f) {
                     let message = format!(
                         "{} was refused ({}) while a later write to the same key succeeded; \
                          resending it changes their order, so the key may differ from the source",
@@ -1167,11 +1172,17 @@ impl Writer {
     }
 
     /// Did a command on the same key succeed after the failure numbered `seq`?
-    fn reordered(&self, entry: &Entry, seq: u64) -> bool {
-        if matches!(entry.kind, EntryKind::Select(_)) {
-            return false;
-        }
-        match entry.key() {
+    fn reordered(&self, entry: &Entry, f: &Failure) -> bool {
+        let seq = f.seq;
+        let key = match &entry.kind {
+            EntryKind::Select(_) => return false,
+            // Each command of a batch has its own key, its first argument.
+            EntryKind::Cmd(CmdKind::Batch) => command_args(entry.command(f.idx))
+                .get(1)
+                .map(|k| Bytes::copy_from_slice(k)),
+            EntryKind::Cmd(k) => k.key().cloned(),
+        };
+        match key.as_ref() {
             Some(k) => {
                 self.last_ok_unknown > seq || self.last_ok_by_key.get(k).is_some_and(|&s| s > seq)
             }
@@ -1279,7 +1290,14 @@ impl Writer {
         name: &'static str,
         text: &[u8],
     ) -> TargetError {
-        let key = self.describe_key(entry);
+        let key = match &entry.kind {
+            // A batch's command names its own key.
+            EntryKind::Cmd(CmdKind::Batch) => command_args(command)
+                .get(1)
+                .map(|k| escape_bytes(k))
+                .unwrap_or_default(),
+            _ => self.describe_key(entry),
+        };
         let message = String::from_utf8_lossy(text).into_owned();
         if matches!(name, "NOAUTH" | "WRONGPASS" | "auth") {
             return TargetError::Auth {

@@ -8,13 +8,36 @@
 use bytes::Bytes;
 
 use crate::rdb::Elem;
-use crate::resp::encode_bulk_header;
+use crate::resp::{encode_array_header, encode_bulk_header};
 use crate::target::{Cmd, CmdKind};
 
 /// Appends one bulk string argument.
 pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
     encode_bulk_header(out, arg.len() as u64);
     out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends an integer as a bulk string of its decimal text, without allocating.
+pub fn bulk_int(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let text = &digits[start..];
+    let len = text.len() + usize::from(n < 0);
+    encode_bulk_header(out, len as u64);
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(text);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -43,9 +66,7 @@ impl CmdBuf {
     /// Starts a command of `argc` arguments; the caller appends exactly that many with
     /// [`bulk`] and friends on `buf`, then calls [`end`](Self::end).
     pub fn begin(&mut self, argc: usize) {
-        self.buf.push(b'*');
-        self.buf.extend_from_slice(argc.to_string().as_bytes());
-        self.buf.extend_from_slice(b"\r\n");
+        encode_array_header(&mut self.buf, argc as u64);
     }
 
     pub fn end(&mut self) {
@@ -114,6 +135,16 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::target::cmd::{command_args, split_commands};
+
+    #[test]
+    fn integers_are_bulk_decimals() {
+        for n in [0i64, 7, -7, 1_700_000_000_000, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            bulk_int(&mut out, n);
+            let text = n.to_string();
+            assert_eq!(out, format!("${}\r\n{text}\r\n", text.len()).as_bytes());
+        }
+    }
 
     #[test]
     fn batches_become_whole_commands() {

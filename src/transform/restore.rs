@@ -102,7 +102,7 @@ pub fn restore_file(
 }
 
 /// Batches of `Cmd`s from the decoding thread.
-const CHANNEL_BATCHES: usize = 16;
+const CHANNEL_BATCHES: usize = 4;
 const BATCH_CMDS: usize = 256;
 const BATCH_BYTES: usize = 1 << 20;
 
@@ -271,6 +271,9 @@ fn decode_file(
         }
         Ok(())
     })?;
+    if let Some(r) = rewriter.as_mut() {
+        r.flush_pending(&mut |c| batch.push(c));
+    }
     if !batch.is_empty() {
         tx.blocking_send(batch)
             .map_err(|_| DriveError::Handler(()))?;

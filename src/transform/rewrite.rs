@@ -45,10 +45,12 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::batch::{bulk, bulk_elem, Batch, CmdBuf};
+use super::batch::{bulk, bulk_elem, bulk_int, Batch, CmdBuf};
 use super::stream::StreamState;
+use crate::rdb::crc::crc64;
 use crate::rdb::dump;
 use crate::rdb::{BigRole, Elem, Flavor, KeyEnd, KeyInfo, Piece, ValueKind};
+use crate::resp::encode_array_header;
 use crate::target::{Cmd, CmdKind, Conflict, ServerInfo};
 use crate::util::escape_bytes;
 
@@ -75,6 +77,11 @@ pub struct RewriteConfig {
     /// The largest RESTORE payload, and the most command bytes held while deciding.
     /// Also bounded by the target's `proto-max-bulk-len`.
     pub restore_max: usize,
+    /// In `Auto` mode with the `Replace` policy, a plain string goes as one `SET key value
+    /// [PXAT ms]` instead of a RESTORE: the same key, type, value and expiry, and less
+    /// work for both sides (no payload checksum). Only where the target has `PXAT` (6.2+)
+    /// when the key has an expiry.
+    pub strings_as_set: bool,
 }
 
 impl Default for RewriteConfig {
@@ -87,6 +94,7 @@ impl Default for RewriteConfig {
             // A value's raw bytes and its commands are both held while deciding: 2 × 8 MiB
             // keeps the default footprint under 100 MiB with large values.
             restore_max: 8 << 20,
+            strings_as_set: true,
         }
     }
 }
@@ -157,6 +165,9 @@ pub(super) enum Plan {
     Hold,
     /// Commands, emitted as they are built.
     Commands,
+    /// A string written with one `SET` (see [`RewriteConfig::strings_as_set`]); a big one
+    /// switches to `Commands` at its first chunk.
+    SetString,
 }
 
 /// A big element being received in chunks.
@@ -213,7 +224,19 @@ pub struct KeyRewriter {
     restore_limit: usize,
     cur: Option<KeyState>,
     stats: RewriteStats,
+    /// Small keys' single commands (`RESTORE`, `SET`) gathered into one `Cmd` of kind
+    /// `Batch` (standalone targets; a cluster gets one `Cmd` per key so that each can be
+    /// routed to its slot). Emitted when full, when the db changes, and by
+    /// [`flush_pending`](Self::flush_pending).
+    small: CmdBuf,
+    small_db: u32,
+    /// The kind of the first command in `small`, used when it stays alone.
+    small_first: Option<CmdKind>,
 }
+
+/// A batch of small keys is emitted at about this size, or at this many keys.
+const SMALL_BATCH_BYTES: usize = 64 << 10;
+const SMALL_BATCH_CMDS: u32 = 256;
 
 impl KeyRewriter {
     /// `source_flavor`: the family of the RDB the keys come from (its magic), which
@@ -239,6 +262,50 @@ impl KeyRewriter {
             restore_limit: cfg.restore_max.min(proto.saturating_sub(64)),
             cur: None,
             stats: RewriteStats::default(),
+            small: CmdBuf::default(),
+            small_db: 0,
+            small_first: None,
+        }
+    }
+
+    /// Emits the gathered small keys. Call it before the commands that follow the
+    /// snapshot, and whenever the output should not wait (end of input, idle source).
+    pub fn flush_pending(&mut self, out: &mut impl FnMut(Cmd)) {
+        let single = self.small_first.take();
+        let kind = if self.small.n == 1 {
+            single.unwrap_or(CmdKind::Batch)
+        } else {
+            CmdKind::Batch
+        };
+        if let Some(cmd) = self.small.take(self.small_db, kind) {
+            out(cmd);
+        }
+    }
+
+    /// Makes room in the small batch for one command of `db`.
+    fn small_begin(&mut self, db: u32, kind: impl FnOnce() -> CmdKind, out: &mut impl FnMut(Cmd)) {
+        if self.small.n > 0 && self.small_db != db {
+            self.flush_pending(out);
+        }
+        if self.small.n == 0 {
+            self.small_db = db;
+            self.small_first = Some(kind());
+            if self.small.buf.capacity() == 0 {
+                self.small
+                    .buf
+                    .reserve(SMALL_BATCH_BYTES + (SMALL_BATCH_BYTES >> 2));
+            }
+        }
+    }
+
+    /// After one command was added to the small batch.
+    fn small_end(&mut self, out: &mut impl FnMut(Cmd)) {
+        self.small.n += 1;
+        if self.target.cluster
+            || self.small.len() >= SMALL_BATCH_BYTES
+            || self.small.n >= SMALL_BATCH_CMDS
+        {
+            self.flush_pending(out);
         }
     }
 
@@ -306,6 +373,14 @@ impl KeyRewriter {
                 Plan::Skip(Outcome::Skipped)
             }
         };
+        let as_set = k.kind == ValueKind::String
+            && self.cfg.strings_as_set
+            && self.cfg.mode == ValueMode::Auto
+            && self.cfg.conflict == Conflict::Replace
+            && (k.expire_ms.is_none() || self.target.has_set_pxat());
+        if as_set && matches!(plan, Plan::Hold | Plan::Commands) {
+            plan = Plan::SetString;
+        }
         if matches!(plan, Plan::Hold | Plan::Commands) && self.cfg.conflict != Conflict::Replace {
             match self.helper_key(&key, STAGING_SUFFIX) {
                 Some(s) => {
@@ -335,8 +410,13 @@ impl KeyRewriter {
             held: Vec::new(),
             held_bytes: 0,
             cmds: CmdBuf {
-                // Room for a small key's few commands without regrowing.
-                buf: Vec::with_capacity(256 + 2 * k.key.len()),
+                // Room for a small key's few commands without regrowing (a `SET` goes
+                // to the small batch instead).
+                buf: if plan == Plan::SetString {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(256 + 2 * k.key.len())
+                },
                 n: 0,
             },
             batch: Batch::default(),
@@ -361,10 +441,44 @@ impl KeyRewriter {
         let Some(mut st) = self.cur.take() else {
             return;
         };
-        if matches!(st.plan, Plan::Hold | Plan::Commands) {
-            self.piece_into(&mut st, p, out);
+        match st.plan {
+            Plan::Hold | Plan::Commands => self.piece_into(&mut st, p, out),
+            Plan::SetString => match *p {
+                Piece::String(e) => self.set_string(&mut st, e, out),
+                _ => {
+                    // A big string (chunks): SET of the first chunk, then APPENDs. (Not
+                    // a RESTORE even when it would fit: a server spends about twice the
+                    // CPU loading a 5 MiB RESTORE payload as on SET + APPENDs of it.)
+                    st.plan = Plan::Commands;
+                    self.piece_into(&mut st, p, out);
+                }
+            },
+            Plan::RestoreOnly | Plan::Skip(_) => {}
         }
         self.cur = Some(st);
+    }
+
+    /// `SET key value [PXAT ms]` into the small batch.
+    fn set_string(&mut self, st: &mut KeyState, e: Elem<'_>, out: &mut impl FnMut(Cmd)) {
+        let key = &st.key;
+        self.small_begin(
+            st.db,
+            || CmdKind::Data {
+                key: Some(key.clone()),
+            },
+            out,
+        );
+        let b = &mut self.small;
+        b.begin(if st.expire_ms.is_some() { 5 } else { 3 });
+        bulk(&mut b.buf, b"SET");
+        bulk(&mut b.buf, &st.key);
+        bulk_elem(&mut b.buf, e);
+        if let Some(t) = st.expire_ms {
+            bulk(&mut b.buf, b"PXAT");
+            bulk_int(&mut b.buf, t);
+        }
+        self.small_end(out);
+        st.written += 1;
     }
 
     fn piece_into(&mut self, st: &mut KeyState, p: &Piece<'_>, out: &mut impl FnMut(Cmd)) {
@@ -542,7 +656,7 @@ impl KeyRewriter {
                     st.held_bytes = 0;
                 }
             }
-            Plan::Commands => out(cmd),
+            Plan::Commands | Plan::SetString => out(cmd),
             Plan::RestoreOnly | Plan::Skip(_) => {}
         }
     }
@@ -674,18 +788,22 @@ impl KeyRewriter {
         if let Plan::Skip(o) = st.plan {
             return o;
         }
+        if st.plan == Plan::SetString {
+            // Written whole by its one piece.
+            self.stats.commands += 1;
+            return Outcome::Commands;
+        }
         if e.empty {
             self.stats.empty += 1;
             return Outcome::Empty;
         }
         if matches!(st.plan, Plan::Hold | Plan::RestoreOnly) {
-            match self.restore_cmd(&st, e.raw) {
-                Ok(Some(cmd)) => {
-                    out(cmd);
+            match self.restore_cmd(&st, e.raw, out) {
+                Ok(true) => {
                     self.stats.restored += 1;
                     return Outcome::Restore;
                 }
-                Ok(None) => {
+                Ok(false) => {
                     self.stats.expired += 1;
                     return Outcome::Expired;
                 }
@@ -732,9 +850,15 @@ impl KeyRewriter {
         Outcome::Commands
     }
 
-    /// The RESTORE of the current key; `Ok(None)` when its TTL ran out (old targets get
-    /// a relative TTL); `Err(why)` when RESTORE cannot carry it.
-    fn restore_cmd(&self, st: &KeyState, raw: Option<&[u8]>) -> Result<Option<Cmd>, String> {
+    /// Emits the RESTORE of the current key (into the small batch when the target has
+    /// `REPLACE` or the policy does not replace); `Ok(false)` when its TTL ran out (old
+    /// targets get a relative TTL); `Err(why)` when RESTORE cannot carry it.
+    fn restore_cmd(
+        &mut self,
+        st: &KeyState,
+        raw: Option<&[u8]>,
+        out: &mut impl FnMut(Cmd),
+    ) -> Result<bool, String> {
         let raw = raw.ok_or_else(|| {
             format!(
                 "the value is larger than the raw capture limit ({} bytes) for RESTORE",
@@ -753,21 +877,57 @@ impl KeyRewriter {
             .restore
             .version_for(self.source, st.type_byte)
             .ok_or_else(|| format!("the target does not load RDB type {}", st.type_byte))?;
-        let payload = dump::payload(raw, version);
         let (ttl, abs) = match st.expire_ms {
             None => (0, false),
             Some(t) if self.target.has_abs_ttl() => (t, true),
             Some(t) => {
                 let left = t - crate::transform::now_ms();
                 if left <= 0 {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 (left, false)
             }
         };
+        let replace = self.cfg.conflict == Conflict::Replace;
+        if !replace || self.target.has_restore_replace() {
+            // RESTORE key ttl payload [REPLACE] [ABSTTL], the payload (raw, version,
+            // CRC-64 of both) written in place. A large one goes alone, in a buffer of
+            // its exact size.
+            let alone = raw.len() > SMALL_BATCH_BYTES / 2;
+            if alone {
+                self.flush_pending(out);
+                self.small.buf.reserve_exact(raw.len() + st.key.len() + 128);
+            }
+            let key = &st.key;
+            self.small_begin(st.db, || CmdKind::Restore { key: key.clone() }, out);
+            let b = &mut self.small.buf;
+            encode_array_header(b, 4 + u64::from(replace) + u64::from(abs));
+            bulk(b, b"RESTORE");
+            bulk(b, &st.key);
+            bulk_int(b, ttl);
+            crate::resp::encode_bulk_header(b, raw.len() as u64 + 10);
+            let start = b.len();
+            b.extend_from_slice(raw);
+            b.extend_from_slice(&version.to_le_bytes());
+            let crc = crc64(&b[start..]);
+            b.extend_from_slice(&crc.to_le_bytes());
+            b.extend_from_slice(b"\r\n");
+            if replace {
+                bulk(b, b"REPLACE");
+            }
+            if abs {
+                bulk(b, b"ABSTTL");
+            }
+            self.small_end(out);
+            if alone {
+                self.flush_pending(out);
+            }
+            return Ok(true);
+        }
+        // A target without RESTORE … REPLACE: DEL first, in a Cmd of its own key.
+        let payload = dump::payload(raw, version);
         let ttl = ttl.to_string();
         let mut cmds = CmdBuf::default();
-        let replace = self.cfg.conflict == Conflict::Replace;
         if replace && !self.target.has_restore_replace() {
             cmds.command(&[b"DEL", &st.key]);
         }
@@ -779,12 +939,15 @@ impl KeyRewriter {
             args.push(b"ABSTTL");
         }
         cmds.command(&args);
-        Ok(cmds.take(
+        if let Some(cmd) = cmds.take(
             st.db,
             CmdKind::Restore {
                 key: st.key.clone(),
             },
-        ))
+        ) {
+            out(cmd);
+        }
+        Ok(true)
     }
 
     fn skip(&mut self, db: u32, key: &Bytes, reason: String) {

@@ -72,6 +72,7 @@ fn one_key(
     }
     let mut late = Vec::new();
     let outcome = r.end(e, &mut |c| late.push(c));
+    r.flush_pending(&mut |c| late.push(c));
     (early, late, outcome)
 }
 
@@ -89,6 +90,7 @@ fn a_small_value_goes_as_one_restore_with_an_absolute_ttl() {
     ] {
         let cfg = RewriteConfig {
             conflict,
+            strings_as_set: false,
             ..RewriteConfig::default()
         };
         let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
@@ -117,6 +119,89 @@ fn a_small_value_goes_as_one_restore_with_an_absolute_ttl() {
         assert_eq!(args[3], &p[..]);
         let tail: Vec<&[u8]> = tail.iter().map(|s| s.as_bytes()).collect();
         assert_eq!(args[4..], tail[..]);
+    }
+}
+
+#[test]
+fn a_plain_string_goes_as_one_set_where_the_target_keeps_its_expiry() {
+    let exp = NOW + 5000;
+    let raw = b"\x00\x05hello";
+    for (version, expire, want) in [
+        (
+            (7, 2, 4),
+            Some(exp),
+            vec!["SET", "k", "hello", "PXAT", &*exp.to_string()],
+        ),
+        ((3, 0, 5), None, vec!["SET", "k", "hello"]),
+        // No PXAT before 6.2: the absolute expiry goes with RESTORE … ABSTTL.
+        (
+            (6, 0, 9),
+            Some(exp),
+            vec![
+                "RESTORE",
+                "k",
+                &*exp.to_string(),
+                "payload",
+                "REPLACE",
+                "ABSTTL",
+            ],
+        ),
+    ] {
+        let mut r = KeyRewriter::new(
+            &RewriteConfig::default(),
+            &redis(version),
+            Flavor::Redis,
+            NOW,
+        );
+        let k = info(b"k", ValueKind::String, RDB_TYPE_STRING, expire);
+        let (early, late, o) = one_key(
+            &mut r,
+            &k,
+            &[Piece::String(Elem::Bytes(b"hello"))],
+            &end(Some(raw)),
+        );
+        assert!(early.is_empty());
+        let mut got = argvs(&late);
+        assert_eq!(got.len(), 1, "{version:?}: {got:?}");
+        if got[0][0] == "RESTORE" {
+            got[0][3] = "payload".into();
+            assert_eq!(o, Outcome::Restore);
+        } else {
+            assert_eq!(o, Outcome::Commands);
+        }
+        assert_eq!(got[0], words(&want), "{version:?}");
+    }
+}
+
+#[test]
+fn small_keys_share_a_cmd_until_the_db_changes_and_each_has_its_own_on_a_cluster() {
+    let raw = b"\x00\x01v";
+    for cluster in [false, true] {
+        let mut target = redis((7, 2, 4));
+        target.cluster = cluster;
+        let mut r = KeyRewriter::new(&RewriteConfig::default(), &target, Flavor::Redis, NOW);
+        let mut cmds = Vec::new();
+        for (db, key) in [(0u64, &b"a"[..]), (0, b"b"), (0, b"c"), (1, b"d")] {
+            let mut k = info(key, ValueKind::String, RDB_TYPE_STRING, None);
+            k.db = db;
+            r.key(&k, &mut |c| cmds.push(c));
+            r.piece(&Piece::String(Elem::Bytes(b"v")), &mut |c| cmds.push(c));
+            r.end(&end(Some(raw)), &mut |c| cmds.push(c));
+        }
+        r.flush_pending(&mut |c| cmds.push(c));
+        let shape: Vec<(Option<u32>, u32)> = cmds.iter().map(|c| (c.db, c.n)).collect();
+        if cluster {
+            assert_eq!(
+                shape,
+                [(Some(0), 1), (Some(0), 1), (Some(0), 1), (Some(1), 1)]
+            );
+            assert!(matches!(&cmds[0].kind, CmdKind::Data { key: Some(k) } if &k[..] == b"a"));
+        } else {
+            assert_eq!(shape, [(Some(0), 3), (Some(1), 1)]);
+            assert_eq!(cmds[0].kind, CmdKind::Batch);
+        }
+        let keys: Vec<String> = argvs(&cmds).into_iter().map(|a| a[1].clone()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d"]);
     }
 }
 
