@@ -4,6 +4,9 @@
 #
 #   scripts/bench-sync.sh                 (all datasets; SERVER=redis-7.2 by default)
 #   scripts/bench-sync.sh small           (one of: small big collections stream)
+#   SERVER_ARGS="--rdbcompression no" scripts/bench-sync.sh big
+#                                         (extra server options, e.g. a source that does
+#                                         not spend its time compressing random bytes)
 #
 # For each dataset the same RESP commands are generated once (python3), then:
 #   ceiling : `redis-cli --pipe` of those commands into an empty target (its ingest rate)
@@ -44,7 +47,8 @@ start() { # NAME PORT -> starts a server
   mkdir -p "$WORK/$1"
   "$BIN" --port "$2" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
          --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-         --client-output-buffer-limit "replica 0 0 0" --daemonize no --logfile "$WORK/$1/log" &
+         --client-output-buffer-limit "replica 0 0 0" --daemonize no --logfile "$WORK/$1/log" \
+         ${SERVER_ARGS:-} &
   PIDS+=($!)
   for _ in $(seq 1 200); do [ "$("$CLI" -p "$2" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
   echo "server $1 did not start" >&2; exit 1
