@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Copy a live server to another and keep it in step (full sync, then the stream).
     Sync(SyncArgs),
+    /// The sync of a config file the other way (its target to its source), for rollback.
+    Reverse(ReverseArgs),
     /// Load an RDB file into a server through the pipelined writer.
     Restore(RestoreArgs),
     /// Work with RDB files.
@@ -88,6 +90,38 @@ pub struct SyncArgs {
     #[arg(long)]
     pub once: bool,
     /// Serve /status and /healthz on this address (e.g. 127.0.0.1:9121).
+    #[arg(long)]
+    pub status_listen: Option<String>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How `ferry reverse` starts.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReverseMode {
+    /// From now: an empty snapshot (`REPLCONF rdb-filter-only ""`, Redis 7.0+ and Valkey)
+    /// and the live stream, so nothing is copied again.
+    Stream,
+    /// A full sync that overwrites the forward sync's source; asks for confirmation.
+    Full,
+}
+
+#[derive(Debug, Args)]
+pub struct ReverseArgs {
+    /// The forward sync's config file: its `[target]` becomes the source and its
+    /// `[source]` the target.
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long, value_enum, default_value = "stream")]
+    pub mode: ReverseMode,
+    /// Do not ask before a full reverse sync overwrites the forward sync's source.
+    #[arg(long)]
+    pub yes: bool,
+    /// As `ferry sync --once`.
+    #[arg(long)]
+    pub once: bool,
+    /// Serve /status and /healthz here (overrides the file's `[status] listen`, which
+    /// the forward sync may be using).
     #[arg(long)]
     pub status_listen: Option<String>,
     #[arg(long, value_enum)]

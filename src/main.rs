@@ -15,8 +15,45 @@ fn main() -> ExitCode {
             command: RdbCommand::Inspect(args),
         } => rdb_inspect(args),
         Command::Restore(args) => restore(args),
-        Command::Sync(args) => sync(args),
+        Command::Sync(args) => sync(args, None),
+        Command::Reverse(args) => reverse(args),
     }
+}
+
+/// `ferry reverse`: the forward config with its two ends swapped.
+fn reverse(args: ferry::cli::ReverseArgs) -> ExitCode {
+    let sync_args = ferry::cli::SyncArgs {
+        config: Some(args.config.clone()),
+        source: None,
+        target: None,
+        once: args.once,
+        status_listen: args.status_listen.clone(),
+        log_format: args.log_format,
+    };
+    sync(sync_args, Some((args.mode, args.yes)))
+}
+
+/// Asks the operator to type `yes` before a full reverse sync overwrites `target`.
+fn confirm_overwrite(source: &str, target: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !io::stdin().is_terminal() {
+        eprintln!(
+            "ferry: a full reverse sync overwrites {target} with {source}; \
+             confirm with --yes (standard input is not a terminal)"
+        );
+        return false;
+    }
+    eprint!(
+        "A full reverse sync copies {source} over {target}: keys there are replaced.\n\
+         Type `yes` to go on: "
+    );
+    let _ = io::stderr().flush();
+    let mut line = String::new();
+    let ok = io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes";
+    if !ok {
+        eprintln!("ferry: not confirmed; nothing was written");
+    }
+    ok
 }
 
 fn rdb_inspect(args: ferry::cli::InspectArgs) -> ExitCode {
@@ -126,7 +163,8 @@ fn restore(args: ferry::cli::RestoreArgs) -> ExitCode {
 }
 
 /// `ferry sync`: config file, then flags on top; runs until SIGINT/SIGTERM (or `--once`).
-fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
+/// `reverse`: run the file's sync the other way, in that mode (`yes`: confirmed).
+fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bool)>) -> ExitCode {
     use ferry::config::{Config, ConflictCfg, ValueModeCfg};
     use ferry::target::{Conflict, WriterConfig};
     use ferry::transform::{RewriteConfig, ValueMode};
@@ -140,6 +178,9 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         },
         None => Config::default(),
     };
+    if reverse.is_some() {
+        std::mem::swap(&mut cfg.source, &mut cfg.target);
+    }
     if let Some(u) = &args.source {
         cfg.source.url = u.clone();
     }
@@ -179,7 +220,23 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         }
     };
 
+    match reverse {
+        Some((ferry::cli::ReverseMode::Full, yes))
+            if !yes && !confirm_overwrite(&source.to_string(), &target.to_string()) =>
+        {
+            return ExitCode::from(2);
+        }
+        Some((ferry::cli::ReverseMode::Stream, _)) => tracing::info!(
+            source = %source,
+            target = %target,
+            "reverse sync from now: asking the source for an empty snapshot, then its stream"
+        ),
+        _ => {}
+    }
     let mut replica = ferry::source::ReplicaConfig::new(source.clone());
+    if matches!(reverse, Some((ferry::cli::ReverseMode::Stream, _))) {
+        replica.rdb_filter_only = Some(String::new());
+    }
     replica.announce_version = cfg.sync.announce_version.clone();
     replica.connect_timeout = cfg.connect_timeout();
     replica.spool_cap = cfg.sync.spool_cap;

@@ -126,6 +126,16 @@ pub async fn run(
                 };
                 match item {
                     SourceItem::FullResync { replid: id, offset } => {
+                        if pump.started() && opts.replica.rdb_filter_only.is_some() {
+                            // An empty snapshot now would silently drop every write made
+                            // while the link was down.
+                            break Err(SyncError::Source(format!(
+                                "the source refused a partial resync (new replication id {id}); \
+                                 with an empty snapshot (stream-only mode) the writes made while \
+                                 the link was down would be lost: copy everything instead \
+                                 (`ferry reverse --mode full`)"
+                            )));
+                        }
                         if pump.started() {
                             warn!("the source started a new full resync: keys deleted on the source meanwhile may remain on the target");
                         }

@@ -105,6 +105,11 @@ pub struct ReplicaConfig {
     pub spool_cap: u64,
     /// Bytes of items kept in RAM before spilling to disk. 16 MiB.
     pub memory_queue: usize,
+    /// Sent as `REPLCONF rdb-filter-only <value>` (Redis 7.0+, Valkey): `""` asks for an
+    /// empty snapshot, so that only the live stream follows (`ferry reverse --mode
+    /// stream`). A source that refuses it is a fatal error that says so. `None` (the
+    /// default): not sent.
+    pub rdb_filter_only: Option<String>,
 }
 
 impl ReplicaConfig {
@@ -121,6 +126,7 @@ impl ReplicaConfig {
             spool_dir: std::env::temp_dir().join(format!("ferry-spool-{}", std::process::id())),
             spool_cap: DEFAULT_SPOOL_CAP,
             memory_queue: DEFAULT_MEMORY_QUEUE,
+            rdb_filter_only: None,
         }
     }
 }
@@ -872,6 +878,28 @@ async fn handshake(
                 String::from_utf8_lossy(args[1]),
                 show(&e)
             ),
+            other => return Err(conn.unexpected("REPLCONF", &other)),
+        }
+    }
+
+    if let Some(filter) = &cfg.rdb_filter_only {
+        // After `capa eof`: the source requires it for a filtered snapshot.
+        match conn
+            .command(&[b"REPLCONF", b"rdb-filter-only", filter.as_bytes()], t)
+            .await?
+        {
+            Frame::Simple(_) => {}
+            Frame::Error(e) if is_busy(&e) => return Err(Failure::Busy(conn.busy("REPLCONF", &e))),
+            Frame::Error(e) => {
+                return Err(Failure::Fatal(SourceError::Refused {
+                    addr: conn.addr.clone(),
+                    command: "REPLCONF rdb-filter-only".into(),
+                    reply: show(&e),
+                    hint: "; this source cannot send an empty snapshot (it needs Redis 7.0+ \
+                           or Valkey): copy everything instead (`ferry reverse --mode full`)"
+                        .into(),
+                }))
+            }
             other => return Err(conn.unexpected("REPLCONF", &other)),
         }
     }

@@ -9,6 +9,7 @@
 //! * [`dataset`]: [`fill`] writes data of every type and encoding a version can produce and
 //!   returns its [`Model`]; [`read_back`] reads a live keyspace into the same model;
 //!   [`assert_models_equal`] reports the first differences readably.
+//! * [`ferry`]: a `ferry` process started by a test, its `/status`, SIGTERM.
 //! * [`tmp`]: [`TempDir`], unique temp dirs removed on drop.
 //!
 //! Not every test uses every item, hence the module-wide `allow`s.
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod dataset;
+pub mod ferry;
 pub mod parallel;
 pub mod proxy;
 pub mod server;
