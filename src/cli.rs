@@ -21,6 +21,9 @@ pub enum Command {
     Sync(SyncArgs),
     /// The sync of a config file the other way (its target to its source), for rollback.
     Reverse(ReverseArgs),
+    /// Switch from blue (the forward sync's source) to green as one supervised step, then
+    /// run the reverse sync for rollback.
+    Cutover(CutoverArgs),
     /// Load an RDB file into a server through the pipelined writer.
     Restore(RestoreArgs),
     /// Work with RDB files.
@@ -122,6 +125,40 @@ pub struct ReverseArgs {
     pub once: bool,
     /// Serve /status and /healthz here (overrides the file's `[status] listen`, which
     /// the forward sync may be using).
+    #[arg(long)]
+    pub status_listen: Option<String>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The forward sync's config file; its `[status] listen` must be set (the cutover
+    /// reads the forward sync's /status there).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Most bytes the forward sync may lag behind blue before the cutover starts.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_lag_bytes: u64,
+    /// Seconds green may take to apply blue's final offset once blue is paused.
+    #[arg(long, default_value_t = 60)]
+    pub catch_up_timeout: u64,
+    /// Seconds of `CLIENT PAUSE … WRITE` on blue: it unpauses by itself after that, even
+    /// if this process dies.
+    #[arg(long, default_value_t = 120)]
+    pub pause_timeout: u64,
+    /// Verify values too (default: type, length and expiry of every key).
+    #[arg(long)]
+    pub full_verify: bool,
+    /// No verify step (when it was run separately).
+    #[arg(long, conflicts_with = "full_verify")]
+    pub skip_verify: bool,
+    #[arg(long, default_value_t = 3)]
+    pub verify_rounds: u32,
+    /// Blue has no CLIENT PAUSE WRITE (before Redis 6.2) and its writers are stopped.
+    #[arg(long)]
+    pub writers_stopped: bool,
+    /// Serve the reverse sync's /status and /healthz here.
     #[arg(long)]
     pub status_listen: Option<String>,
     #[arg(long, value_enum)]

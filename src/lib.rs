@@ -19,6 +19,8 @@
 //!   and the applied offset. [`status`] serves `/status` and `/healthz` from it.
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
+//! * [`admin`]: one-shot commands (`INFO`, `CLIENT PAUSE`) for `--once` and cutover.
+//! * [`cutover`]: `ferry cutover`, the supervised switch from blue to green.
 //! * [`config`] (the TOML file), [`endpoint`] (server URLs; passwords never printed),
 //!   [`logging`], [`cli`] (clap definitions; `main.rs` maps them to calls and errors to
 //!   exit codes), [`util`] (byte escaping, Redis-style glob matching).
@@ -26,8 +28,10 @@
 //! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod cutover;
 pub mod endpoint;
 pub mod inspect;
 pub mod logging;

@@ -17,6 +17,67 @@ fn main() -> ExitCode {
         Command::Restore(args) => restore(args),
         Command::Sync(args) => sync(args, None),
         Command::Reverse(args) => reverse(args),
+        Command::Cutover(args) => cutover(args),
+    }
+}
+
+/// `ferry cutover`: see `ferry::cutover`.
+fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
+    use std::time::Duration;
+    let config = match ferry::config::Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = match args.log_format {
+        Some(f) => f == ferry::cli::LogFormat::Json,
+        None => config.log.format == "json",
+    };
+    ferry::logging::init(json, &config.log.level);
+    let reverse_status = match args.status_listen.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            eprintln!("ferry: --status-listen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = ferry::cutover::CutoverOptions {
+        config,
+        max_lag_bytes: args.max_lag_bytes,
+        catch_up_timeout: Duration::from_secs(args.catch_up_timeout),
+        pause_timeout: Duration::from_secs(args.pause_timeout.max(1)),
+        full_verify: args.full_verify,
+        skip_verify: args.skip_verify,
+        verify_rounds: args.verify_rounds,
+        writers_stopped: args.writers_stopped,
+        reverse_status,
+        ferry_exe: std::env::current_exe().unwrap_or_else(|_| "ferry".into()),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        let shutdown = ferry::sync::shutdown_on_signals();
+        ferry::cutover::run(opts, shutdown).await
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ferry: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -165,9 +226,7 @@ fn restore(args: ferry::cli::RestoreArgs) -> ExitCode {
 /// `ferry sync`: config file, then flags on top; runs until SIGINT/SIGTERM (or `--once`).
 /// `reverse`: run the file's sync the other way, in that mode (`yes`: confirmed).
 fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bool)>) -> ExitCode {
-    use ferry::config::{Config, ConflictCfg, ValueModeCfg};
-    use ferry::target::{Conflict, WriterConfig};
-    use ferry::transform::{RewriteConfig, ValueMode};
+    use ferry::config::Config;
     let mut cfg = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -233,52 +292,16 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
         ),
         _ => {}
     }
-    let mut replica = ferry::source::ReplicaConfig::new(source.clone());
+    let mut opts = match ferry::sync::SyncOptions::from_config(&cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if matches!(reverse, Some((ferry::cli::ReverseMode::Stream, _))) {
-        replica.rdb_filter_only = Some(String::new());
+        opts.replica.rdb_filter_only = Some(String::new());
     }
-    replica.announce_version = cfg.sync.announce_version.clone();
-    replica.connect_timeout = cfg.connect_timeout();
-    replica.spool_cap = cfg.sync.spool_cap;
-    replica.memory_queue = cfg.sync.memory_queue;
-    if let Some(d) = &cfg.sync.spool_dir {
-        replica.spool_dir = d.clone();
-    }
-    let conflict = match cfg.transform.conflict {
-        ConflictCfg::Replace => Conflict::Replace,
-        ConflictCfg::Skip => Conflict::Skip,
-        ConflictCfg::Error => Conflict::Error,
-    };
-    let mut writer = WriterConfig::new(target.clone());
-    writer.window_cmds = cfg.sync.window_cmds;
-    writer.window_bytes = cfg.sync.window_bytes;
-    writer.connect_timeout = cfg.connect_timeout();
-    writer.policy.busykey = conflict;
-    let rewrite = RewriteConfig {
-        batch_elems: cfg.transform.batch_elems,
-        batch_bytes: cfg.transform.batch_bytes,
-        mode: match cfg.transform.value_mode {
-            ValueModeCfg::Auto => ValueMode::Auto,
-            ValueModeCfg::Restore => ValueMode::Restore,
-            ValueModeCfg::Commands => ValueMode::Commands,
-        },
-        conflict,
-        restore_max: cfg.transform.restore_max,
-        ..RewriteConfig::default()
-    };
-    let opts = ferry::sync::SyncOptions {
-        replica,
-        writer,
-        rewrite,
-        decoder: DecoderConfig {
-            chunk_threshold: cfg.advanced.chunk_threshold,
-            max_element: cfg.advanced.max_element,
-            ..Default::default()
-        },
-        max_command: cfg.advanced.max_element,
-        once: cfg.sync.once,
-        progress_interval: std::time::Duration::from_secs_f64(cfg.log.progress_interval.max(0.1)),
-    };
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -63,6 +63,8 @@ pub struct StatusData {
     /// One entry per source shard for a cluster source (empty otherwise).
     pub shards: Vec<StatusData>,
     pub uptime_seconds: f64,
+    /// The ferry process (`ferry cutover` stops the forward sync with SIGTERM to it).
+    pub pid: u32,
 }
 
 /// Shared, cheaply updatable status.
@@ -78,6 +80,7 @@ impl Status {
             data: Mutex::new(StatusData {
                 source,
                 target,
+                pid: std::process::id(),
                 ..Default::default()
             }),
             started: Instant::now(),

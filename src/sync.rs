@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -35,6 +34,60 @@ pub struct SyncOptions {
     pub max_command: usize,
     pub once: bool,
     pub progress_interval: Duration,
+}
+
+impl SyncOptions {
+    /// The options a config file describes (its `[source]` to its `[target]`).
+    pub fn from_config(cfg: &crate::config::Config) -> Result<SyncOptions, String> {
+        use crate::config::{ConflictCfg, ValueModeCfg};
+        use crate::target::Conflict;
+        use crate::transform::ValueMode;
+        let source = cfg.source.endpoint("source")?;
+        let target = cfg.target.endpoint("target")?;
+        let mut replica = ReplicaConfig::new(source);
+        replica.announce_version = cfg.sync.announce_version.clone();
+        replica.connect_timeout = cfg.connect_timeout();
+        replica.spool_cap = cfg.sync.spool_cap;
+        replica.memory_queue = cfg.sync.memory_queue;
+        if let Some(d) = &cfg.sync.spool_dir {
+            replica.spool_dir = d.clone();
+        }
+        let conflict = match cfg.transform.conflict {
+            ConflictCfg::Replace => Conflict::Replace,
+            ConflictCfg::Skip => Conflict::Skip,
+            ConflictCfg::Error => Conflict::Error,
+        };
+        let mut writer = WriterConfig::new(target);
+        writer.window_cmds = cfg.sync.window_cmds;
+        writer.window_bytes = cfg.sync.window_bytes;
+        writer.connect_timeout = cfg.connect_timeout();
+        writer.policy.busykey = conflict;
+        let rewrite = RewriteConfig {
+            batch_elems: cfg.transform.batch_elems,
+            batch_bytes: cfg.transform.batch_bytes,
+            mode: match cfg.transform.value_mode {
+                ValueModeCfg::Auto => ValueMode::Auto,
+                ValueModeCfg::Restore => ValueMode::Restore,
+                ValueModeCfg::Commands => ValueMode::Commands,
+            },
+            conflict,
+            restore_max: cfg.transform.restore_max,
+            ..RewriteConfig::default()
+        };
+        Ok(SyncOptions {
+            replica,
+            writer,
+            rewrite,
+            decoder: DecoderConfig {
+                chunk_threshold: cfg.advanced.chunk_threshold,
+                max_element: cfg.advanced.max_element,
+                ..Default::default()
+            },
+            max_command: cfg.advanced.max_element,
+            once: cfg.sync.once,
+            progress_interval: Duration::from_secs_f64(cfg.log.progress_interval.max(0.1)),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -737,70 +790,7 @@ impl StreamPump {
 
 /// The source's current `master_repl_offset`, over a separate connection.
 pub async fn source_offset(ep: &Endpoint, timeout: Duration) -> Result<u64, String> {
-    let text = info_section(ep, "replication", timeout).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("master_repl_offset:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("{}: INFO replication has no master_repl_offset", ep.addr()))
-}
-
-/// `INFO <section>` of a server, as text.
-pub async fn info_section(
-    ep: &Endpoint,
-    section: &str,
-    timeout: Duration,
-) -> Result<String, String> {
-    let addr = ep.addr();
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let mut out = Vec::new();
-        if let Some(pw) = &ep.password {
-            match &ep.user {
-                Some(u) => resp::encode_command(
-                    &mut out,
-                    &[b"AUTH".as_slice(), u.as_bytes(), pw.as_bytes()],
-                ),
-                None => resp::encode_command(&mut out, &[b"AUTH".as_slice(), pw.as_bytes()]),
-            }
-        }
-        resp::encode_command(&mut out, &[b"INFO".as_slice(), section.as_bytes()]);
-        s.write_all(&out)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let mut buf = Vec::new();
-        let mut replies = Vec::new();
-        let want = if ep.password.is_some() { 2 } else { 1 };
-        while replies.len() < want {
-            let mut chunk = [0u8; 16 * 1024];
-            let n = s
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
-            if n == 0 {
-                return Err(format!("{addr}: connection closed"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            while let Some((f, len)) = resp::parse_frame(&buf, &resp::Limits::default())
-                .map_err(|e| format!("{addr}: {e}"))?
-            {
-                buf.drain(..len);
-                replies.push(f);
-            }
-        }
-        match replies.pop() {
-            Some(Frame::Bulk(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
-            Some(f) if f.is_error() => Err(format!(
-                "{addr}: INFO failed: {}",
-                String::from_utf8_lossy(f.error_text().unwrap_or_default())
-            )),
-            other => Err(format!("{addr}: unexpected INFO reply {other:?}")),
-        }
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| format!("{addr}: INFO timed out"))?
+    crate::admin::repl_offset(ep, timeout).await
 }
 
 /// Builds a stop signal from SIGINT and SIGTERM.

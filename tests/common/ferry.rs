@@ -55,15 +55,20 @@ pub fn start_ferry_url(
     spawn_ferry(&args, &source.dir().join("ferry.log"))
 }
 
-/// `ferry ARGS… --status-listen ADDR`, stderr to `log`.
+/// `ferry ARGS… --status-listen ADDR` on a free port, stderr to `log`.
 pub fn spawn_ferry(args: &[&str], log: &std::path::Path) -> Ferry {
-    let status = format!("127.0.0.1:{}", free_port());
+    spawn_ferry_at(args, log, &format!("127.0.0.1:{}", free_port()))
+}
+
+/// `ferry ARGS… --status-listen STATUS`, stdout and stderr to `log`.
+pub fn spawn_ferry_at(args: &[&str], log: &std::path::Path, status: &str) -> Ferry {
+    let status = status.to_string();
     let out = std::fs::File::create(log).expect("ferry log file");
     let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
         .args(["--status-listen", &status])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out.try_clone().expect("log file handle"))
         .stderr(out)
         .spawn()
         .expect("ferry starts");
