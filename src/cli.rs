@@ -26,6 +26,9 @@ pub enum Command {
     Cutover(CutoverArgs),
     /// Load an RDB file into a server through the pipelined writer.
     Restore(RestoreArgs),
+    /// Compare two live endpoints in both directions; exit 0 equal, 1 differ, 2 could not
+    /// compare.
+    Verify(VerifyArgs),
     /// Work with RDB files.
     Rdb {
         #[command(subcommand)]
@@ -194,4 +197,67 @@ pub enum ConflictArg {
     Replace,
     Skip,
     Error,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Type, expiry and the whole value.
+    Full,
+    /// Type, expiry and length.
+    Outline,
+    /// Existence only.
+    Keys,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Source URL: `redis://[user[:password]@]host:port[/db]`.
+    #[arg(long)]
+    pub source: String,
+    /// Target URL.
+    #[arg(long)]
+    pub target: String,
+    #[arg(long, value_enum, default_value = "full")]
+    pub mode: VerifyMode,
+    /// Round 1 checks everything; each later round re-checks only the keys that differed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Pause before each later round (`500ms`, `2s`, `1m`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Write every difference to this file as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Only this db (default: every db with keys on either side).
+    #[arg(long)]
+    pub db: Option<u32>,
+    /// Only keys matching this glob (Redis `SCAN MATCH` syntax).
+    #[arg(long)]
+    pub key_pattern: Option<String>,
+    /// At most this many keys per second read from each side.
+    #[arg(long)]
+    pub qps: Option<u64>,
+    /// Expiry differences up to this much are ignored.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub ttl_tolerance: std::time::Duration,
+}
+
+/// `250ms`, `2s`, `1.5s`, `3m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
 }

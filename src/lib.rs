@@ -43,3 +43,4 @@ pub mod sync;
 pub mod target;
 pub mod transform;
 pub mod util;
+pub mod verify;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => sync(args, None),
         Command::Reverse(args) => reverse(args),
         Command::Cutover(args) => cutover(args),
+        Command::Verify(args) => verify(args),
     }
 }
 
@@ -334,5 +335,78 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
             eprintln!("ferry: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `ferry verify`: 0 equal, 1 differ, 2 could not compare.
+fn verify(args: ferry::cli::VerifyArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    ferry::logging::init(false, "warn");
+    let (source, target) = match (
+        ferry::endpoint::Endpoint::parse(&args.source),
+        ferry::endpoint::Endpoint::parse(&args.target),
+    ) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ferry verify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = ferry::verify::Options {
+        source,
+        target,
+        mode: match args.mode {
+            ferry::cli::VerifyMode::Full => ferry::verify::Mode::Full,
+            ferry::cli::VerifyMode::Outline => ferry::verify::Mode::Outline,
+            ferry::cli::VerifyMode::Keys => ferry::verify::Mode::Keys,
+        },
+        rounds: args.rounds,
+        interval: args.interval,
+        db: args.db,
+        key_pattern: args.key_pattern.map(String::into_bytes),
+        qps: args.qps,
+        ttl_tolerance: args.ttl_tolerance,
+        progress: io::stderr().is_terminal(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry verify: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match rt.block_on(ferry::verify::run(&opts)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ferry verify: could not compare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.report {
+        let text = match serde_json::to_string_pretty(&outcome.to_json()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("ferry verify: report: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!(
+                "ferry verify: cannot write the report {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let stdout = io::stdout();
+    let _ = outcome.write_summary(&mut stdout.lock(), 20);
+    if outcome.equal() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

@@ -1,0 +1,196 @@
+//! A small pipelined RESP2 connection for the verifier: send a batch of commands in one
+//! write, read one reply per command. Reads and writes run together, so a batch larger
+//! than the socket buffers cannot deadlock against a server that is still answering.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::VerifyError;
+use crate::endpoint::Endpoint;
+use crate::resp::{encode_command, parse_frame, Frame, Limits};
+
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one batch may wait for its replies before the server is taken as gone.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Read size: large, because replies to a batch arrive in bulk.
+const READ_CHUNK: usize = 256 << 10;
+
+/// Commands encoded back to back, each with the hash slot of its key (for cluster routing).
+#[derive(Default, Clone)]
+pub struct Batch {
+    pub buf: Vec<u8>,
+    /// Byte offset just past each command.
+    pub ends: Vec<usize>,
+    /// The slot of each command's key; `None` for keyless commands.
+    pub slots: Vec<Option<u16>>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Appends a command whose key is `args[key_index]`.
+    pub fn push_keyed(&mut self, args: &[&[u8]], key_index: usize) {
+        encode_command(&mut self.buf, args);
+        self.ends.push(self.buf.len());
+        self.slots
+            .push(args.get(key_index).map(|k| super::side::key_slot(k)));
+    }
+
+    /// Appends a command with the key in position 1 (`TYPE key`, `LRANGE key 0 9`).
+    pub fn push(&mut self, args: &[&[u8]]) {
+        self.push_keyed(args, 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The encoded bytes of command `i`.
+    pub fn command(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+}
+
+/// One connection to one server.
+pub struct Conn {
+    /// `host:port`, for messages.
+    pub addr: String,
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    /// Start of the unparsed bytes in `rbuf`.
+    rpos: usize,
+    limits: Limits,
+    /// Bytes read so far (replies), for the throughput figures.
+    pub bytes_read: u64,
+}
+
+impl Conn {
+    /// Connects to `addr` with the credentials of `ep` and selects `db`.
+    pub async fn connect(ep: &Endpoint, addr: &str) -> Result<Conn, VerifyError> {
+        if ep.tls {
+            return Err(VerifyError::Unsupported(format!(
+                "{ep}: TLS (rediss://) is not supported by ferry verify yet"
+            )));
+        }
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(VerifyError::io(addr, "connect", e)),
+            Err(_) => {
+                return Err(VerifyError::Server {
+                    addr: addr.to_string(),
+                    message: format!("no connection within {CONNECT_TIMEOUT:?}"),
+                })
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut conn = Conn {
+            addr: addr.to_string(),
+            stream,
+            rbuf: Vec::with_capacity(READ_CHUNK),
+            rpos: 0,
+            limits: Limits::default(),
+            bytes_read: 0,
+        };
+        if let Some(pw) = &ep.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(u) = &ep.user {
+                args.push(u.as_bytes());
+            }
+            args.push(pw.as_bytes());
+            let reply = conn.cmd(&args).await?;
+            if let Some(e) = reply.error_text() {
+                // The server's message, never the password.
+                return Err(VerifyError::Server {
+                    addr: addr.to_string(),
+                    message: format!("AUTH refused: {}", String::from_utf8_lossy(e)),
+                });
+            }
+        }
+        Ok(conn)
+    }
+
+    /// One command, one reply (error replies are returned, not raised).
+    pub async fn cmd(&mut self, args: &[&[u8]]) -> Result<Frame, VerifyError> {
+        let mut b = Batch::new();
+        b.push(args);
+        let mut r = self.run(&b.buf, 1).await?;
+        Ok(r.pop().unwrap_or(Frame::Null))
+    }
+
+    /// Sends `n` encoded commands and returns their `n` replies in order.
+    pub async fn run(&mut self, encoded: &[u8], n: usize) -> Result<Vec<Frame>, VerifyError> {
+        let Conn {
+            addr,
+            stream,
+            rbuf,
+            rpos,
+            limits,
+            bytes_read,
+        } = self;
+        let fut = async {
+            let (mut rd, mut wr) = stream.split();
+            let write = async {
+                wr.write_all(encoded).await?;
+                wr.flush().await
+            };
+            let read = async {
+                let mut out = Vec::with_capacity(n);
+                while out.len() < n {
+                    match parse_frame(&rbuf[*rpos..], limits) {
+                        Ok(Some((frame, used))) => {
+                            *rpos += used;
+                            out.push(frame);
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                e.to_string(),
+                            ))
+                        }
+                    }
+                    if *rpos > 0 {
+                        rbuf.drain(..*rpos);
+                        *rpos = 0;
+                    }
+                    rbuf.reserve(READ_CHUNK);
+                    let got = rd.read_buf(rbuf).await?;
+                    if got == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "connection closed by the server",
+                        ));
+                    }
+                    *bytes_read += got as u64;
+                }
+                if *rpos == rbuf.len() {
+                    rbuf.clear();
+                    *rpos = 0;
+                }
+                Ok(out)
+            };
+            let (w, r) = tokio::join!(write, read);
+            w?;
+            r
+        };
+        match tokio::time::timeout(REPLY_TIMEOUT, fut).await {
+            Ok(Ok(frames)) => Ok(frames),
+            Ok(Err(e)) => Err(VerifyError::io(addr, "read/write", e)),
+            Err(_) => Err(VerifyError::Server {
+                addr: addr.clone(),
+                message: format!("no reply within {REPLY_TIMEOUT:?}"),
+            }),
+        }
+    }
+}
