@@ -8,9 +8,9 @@
 //!    timeout so that blue unpauses by itself if this process dies; on older servers the
 //!    operator stops the writers and confirms (`--writers-stopped`, or at the prompt).
 //! 3. **Wait** until green has applied blue's final `master_repl_offset`.
-//! 4. **Verify** blue against green with `ferry verify` (outline by default: type, length
-//!    and expiry of every key; values too with `--full-verify`), several rounds so that
-//!    writes still in flight settle.
+//! 4. **Verify** blue against green with the verifier (outline by default: type, length
+//!    and expiry of every key, both ways; values too with `--full-verify`), several rounds
+//!    so that writes still in flight settle.
 //! 5. **Stop the forward sync** (SIGTERM to the pid its `/status` names; it drains and
 //!    exits 0).
 //! 6. **Start the reverse sync** (green → blue, stream mode: an empty snapshot, then
@@ -22,7 +22,6 @@
 //! green's writes for a rollback.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -54,8 +53,6 @@ pub struct CutoverOptions {
     pub writers_stopped: bool,
     /// Where the reverse sync serves `/status`.
     pub reverse_status: Option<SocketAddr>,
-    /// The `ferry` binary, for `ferry verify`.
-    pub ferry_exe: PathBuf,
 }
 
 /// The figures of a cutover that went through.
@@ -369,54 +366,53 @@ async fn stop_forward(pid: i32, status_addr: SocketAddr) -> Result<(), String> {
     Err(format!("pid {pid} still runs 60 s after SIGTERM"))
 }
 
-/// `ferry verify` between blue and green (a child process; its exit code decides).
+/// Blue against green with the verifier (several rounds, so that writes in flight
+/// settle); a difference or a failure to compare aborts the cutover.
 async fn verify(opts: &CutoverOptions, blue: &Endpoint, green: &Endpoint) -> Result<(), String> {
-    if blue.password.is_some() || green.password.is_some() {
-        // A password must not reach a command line (`ps` shows it).
-        return Err(
-            "verify with password-protected servers is run separately: `ferry verify`, then \
-             the cutover with --skip-verify"
-                .into(),
+    let mode = if opts.full_verify {
+        crate::verify::Mode::Full
+    } else {
+        crate::verify::Mode::Outline
+    };
+    let vopts = crate::verify::Options {
+        source: blue.clone(),
+        target: green.clone(),
+        mode,
+        rounds: opts.verify_rounds.max(1),
+        interval: Duration::from_secs(1),
+        db: None,
+        key_pattern: None,
+        qps: None,
+        ttl_tolerance: Duration::from_secs(2),
+        progress: false,
+    };
+    let t0 = Instant::now();
+    let outcome = crate::verify::run(&vopts)
+        .await
+        .map_err(|e| format!("verify could not compare: {e}"))?;
+    if outcome.equal() {
+        info!(
+            mode = mode.name(),
+            seconds = t0.elapsed().as_secs_f64(),
+            "verify: blue and green are equal"
         );
+        return Ok(());
     }
     let report =
         std::env::temp_dir().join(format!("ferry-cutover-verify-{}.json", std::process::id()));
-    let mode = if opts.full_verify { "full" } else { "outline" };
-    let rounds = opts.verify_rounds.max(1).to_string();
-    let t0 = Instant::now();
-    let out = tokio::process::Command::new(&opts.ferry_exe)
-        .arg("verify")
-        .args([
-            "--source",
-            &blue.to_string(),
-            "--target",
-            &green.to_string(),
-        ])
-        .args(["--mode", mode, "--rounds", &rounds, "--interval", "1s"])
-        .arg("--report")
-        .arg(&report)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run `ferry verify`: {e}"))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let summary: Vec<&str> = text.lines().rev().take(5).collect();
-    let summary = summary.into_iter().rev().collect::<Vec<_>>().join(" | ");
-    match out.status.code() {
-        Some(0) => {
-            info!(
-                mode,
-                seconds = t0.elapsed().as_secs_f64(),
-                "verify: blue and green are equal"
-            );
-            let _ = std::fs::remove_file(&report);
-            Ok(())
-        }
-        Some(1) => Err(format!(
-            "verify found differences (report {}): {summary}",
-            report.display()
-        )),
-        _ => Err(format!("verify could not compare: {summary}")),
-    }
+    let saved = serde_json::to_string_pretty(&outcome.to_json())
+        .map_err(|e| e.to_string())
+        .and_then(|t| std::fs::write(&report, t).map_err(|e| e.to_string()));
+    let mut summary = Vec::new();
+    let _ = outcome.write_summary(&mut summary, 5);
+    Err(format!(
+        "verify found differences ({}): {}",
+        match saved {
+            Ok(()) => format!("report {}", report.display()),
+            Err(e) => format!("no report: {e}"),
+        },
+        String::from_utf8_lossy(&summary)
+            .trim()
+            .replace('\n', " | ")
+    ))
 }

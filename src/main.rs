@@ -55,7 +55,6 @@ fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
         verify_rounds: args.verify_rounds,
         writers_stopped: args.writers_stopped,
         reverse_status,
-        ferry_exe: std::env::current_exe().unwrap_or_else(|_| "ferry".into()),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -106,11 +106,13 @@ fn cutover_switches_to_green_and_keeps_blue_for_rollback() {
 
     let reverse_status = format!("127.0.0.1:{}", free_port());
     let mut cut = spawn_ferry_at(
-        &["cutover", "--config", cfg, "--skip-verify"],
+        &["cutover", "--config", cfg],
         &dir.path().join("cutover.log"),
         &reverse_status,
     );
     wait_for_line(&mut cut, "ferry cutover done", Duration::from_secs(90));
+    let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
+    assert!(log.contains("verify: blue and green are equal"), "{log}");
     let code = wait_exit(&mut forward, Duration::from_secs(30));
     assert!(
         code.success(),
@@ -169,6 +171,61 @@ fn a_cutover_that_cannot_stream_back_changes_nothing() {
         "{log}"
     );
     // Nothing changed: blue takes writes, the forward sync still carries them.
+    blue.client().ok(&["SET", "k", "after"]);
+    wait_consistent(&mut forward, &blue, Duration::from_secs(30));
+    assert_eq!(
+        green.client().cmd_str(&["GET", "k"]).into_bytes(),
+        Some(b"after".to_vec())
+    );
+    stop_ferry(forward);
+}
+
+#[test]
+fn a_difference_found_by_verify_aborts_unpauses_blue_and_keeps_the_forward_sync() {
+    let (Some(blue_spec), Some(green_spec)) = (find("redis-7.4"), find("valkey-8.1")) else {
+        return;
+    };
+    let dir = TempDir::new("cutover-abort");
+    let blue = Server::start(&blue_spec, &[]);
+    let green = Server::start(&green_spec, &[]);
+    blue.client().ok(&["SET", "k", "v"]);
+    let forward_status = format!("127.0.0.1:{}", free_port());
+    let cfg = config(dir.path(), &blue, &green, &forward_status);
+    let cfg = cfg.to_str().expect("utf-8");
+    let mut forward = spawn_ferry_at(
+        &["sync", "--config", cfg],
+        &dir.path().join("forward.log"),
+        &forward_status,
+    );
+    wait_consistent(&mut forward, &blue, Duration::from_secs(30));
+    // A key only green has: the verify step must see it and stop the cutover.
+    green.client().ok(&["SET", "green:stray", "x"]);
+    let mut cut = spawn_ferry_at(
+        &[
+            "cutover",
+            "--config",
+            cfg,
+            "--verify-rounds",
+            "1",
+            "--pause-timeout",
+            "600",
+        ],
+        &dir.path().join("cutover.log"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    let code = wait_exit(&mut cut, Duration::from_secs(60));
+    let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
+    assert_eq!(code.code(), Some(1), "{log}");
+    assert!(
+        log.contains("verify found differences") && log.contains("blue is unpaused"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cutover step 2/7"),
+        "blue was never paused:\n{log}"
+    );
+    // Blue takes writes (a pause left in place would outlast the client's reply timeout,
+    // since the cutover asked for a 600 s one), and the forward sync still carries them.
     blue.client().ok(&["SET", "k", "after"]);
     wait_consistent(&mut forward, &blue, Duration::from_secs(30));
     assert_eq!(
