@@ -21,6 +21,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Load an RDB file into a server through the pipelined writer.
     Restore(RestoreArgs),
+    /// Validate a config file and print the effective config (passwords masked).
+    CheckConfig(CheckConfigArgs),
     /// Work with RDB files.
     Rdb {
         #[command(subcommand)]
@@ -92,6 +94,36 @@ pub struct SyncArgs {
     pub status_listen: Option<String>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+impl SyncArgs {
+    /// The flags on top of the config (a flag always wins over the file).
+    pub fn apply_to(&self, cfg: &mut crate::config::Config) {
+        if let Some(u) = &self.source {
+            cfg.source.url = u.clone();
+        }
+        if let Some(u) = &self.target {
+            cfg.target.url = u.clone();
+        }
+        if self.once {
+            cfg.sync.once = true;
+        }
+        if let Some(l) = &self.status_listen {
+            cfg.status.listen = Some(l.clone());
+        }
+        if let Some(f) = self.log_format {
+            cfg.log.format = match f {
+                LogFormat::Text => crate::config::LogFormatCfg::Text,
+                LogFormat::Json => crate::config::LogFormatCfg::Json,
+            };
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The config file (TOML).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

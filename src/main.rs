@@ -16,6 +16,26 @@ fn main() -> ExitCode {
         } => rdb_inspect(args),
         Command::Restore(args) => restore(args),
         Command::Sync(args) => sync(args),
+        Command::CheckConfig(args) => check_config(args),
+    }
+}
+
+/// `ferry check-config FILE`: exit 0 and the effective config (passwords masked) on
+/// standard output, or exit 2 and the problem (file, line, key) on standard error.
+fn check_config(args: ferry::cli::CheckConfigArgs) -> ExitCode {
+    match ferry::config::Config::load(&args.file) {
+        Ok(cfg) => {
+            println!(
+                "# {}: valid; the effective config (passwords masked)",
+                args.file.display()
+            );
+            print!("{}", cfg.to_masked_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -140,22 +160,12 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         },
         None => Config::default(),
     };
-    if let Some(u) = &args.source {
-        cfg.source.url = u.clone();
+    args.apply_to(&mut cfg);
+    if let Err(p) = cfg.validate() {
+        eprintln!("ferry: {p}");
+        return ExitCode::from(2);
     }
-    if let Some(u) = &args.target {
-        cfg.target.url = u.clone();
-    }
-    if args.once {
-        cfg.sync.once = true;
-    }
-    if let Some(l) = &args.status_listen {
-        cfg.status.listen = Some(l.clone());
-    }
-    let json = match args.log_format {
-        Some(f) => f == ferry::cli::LogFormat::Json,
-        None => cfg.log.format == "json",
-    };
+    let json = cfg.log.format == ferry::config::LogFormatCfg::Json;
     ferry::logging::init(json, &cfg.log.level);
 
     let (source, target) = match (cfg.source.endpoint("source"), cfg.target.endpoint("target")) {
