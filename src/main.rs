@@ -166,7 +166,23 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let json = cfg.log.format == ferry::config::LogFormatCfg::Json;
-    ferry::logging::init(json, &cfg.log.level);
+    let log_file = match &cfg.log.file {
+        Some(path) => match ferry::logging::init_file(json, &cfg.log.level, path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("ferry: [log] file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            ferry::logging::init(json, &cfg.log.level);
+            None
+        }
+    };
+    let progress_bar = cfg.log.progress_bar
+        && !json
+        && log_file.is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     let (source, target) = match (cfg.source.endpoint("source"), cfg.target.endpoint("target")) {
         (Ok(s), Ok(t)) => (s, t),
@@ -230,6 +246,13 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         max_command: cfg.advanced.max_element,
         once: cfg.sync.once,
         progress_interval: std::time::Duration::from_secs_f64(cfg.log.progress_interval.max(0.1)),
+        heartbeat: (cfg.sync.heartbeat_interval > 0.0).then(|| ferry::sync::HeartbeatConfig {
+            interval: std::time::Duration::from_secs_f64(cfg.sync.heartbeat_interval),
+            key: cfg.sync.heartbeat_key.clone(),
+        }),
+        drain_timeout: std::time::Duration::from_secs_f64(cfg.sync.drain_timeout),
+        progress_bar,
+        healthz_timeout: std::time::Duration::from_secs_f64(cfg.status.healthz_timeout),
     };
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -252,6 +275,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
             }
         }
         let shutdown = ferry::sync::shutdown_on_signals();
+        reopen_logs_on_sighup(log_file);
         ferry::sync::run(opts, status, shutdown)
             .await
             .map_err(|e| e.to_string())
@@ -264,4 +288,29 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGHUP reopens the log file (logrotate's `postrotate`); without one it is only logged.
+fn reopen_logs_on_sighup(log_file: Option<ferry::logging::LogFile>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot handle SIGHUP: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match &log_file {
+                Some(f) => match f.reopen() {
+                    Ok(()) => {
+                        tracing::info!("SIGHUP: reopened the log file {}", f.path().display())
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: {e}; still logging to the old file"),
+                },
+                None => tracing::info!("SIGHUP: no log file to reopen"),
+            }
+        }
+    });
 }
