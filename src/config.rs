@@ -520,6 +520,14 @@ impl EndpointConfig {
         }
         let mut e = Endpoint::parse(&self.url).map_err(|e| format!("[{what}] url: {e}"))?;
         e.tls |= self.tls.enabled;
+        e.tls_options = crate::net::TlsOptions {
+            enabled: self.tls.enabled,
+            ca_file: self.tls.ca_file.clone(),
+            cert_file: self.tls.cert_file.clone(),
+            key_file: self.tls.key_file.clone(),
+            server_name: self.tls.server_name.clone(),
+            insecure_skip_verify: self.tls.insecure_skip_verify,
+        };
         if let Some(u) = &self.user {
             e.user = Some(u.clone());
         }

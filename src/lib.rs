@@ -31,6 +31,7 @@ pub mod config;
 pub mod endpoint;
 pub mod inspect;
 pub mod logging;
+pub mod net;
 pub mod notify;
 pub mod rdb;
 pub mod resp;

@@ -990,7 +990,7 @@ pub async fn request(ep: &Endpoint, argv: &[&[u8]], timeout: Duration) -> Result
     let addr = ep.addr();
     let name = String::from_utf8_lossy(argv.first().copied().unwrap_or_default()).into_owned();
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(&addr)
+        let mut s = crate::net::connect(ep)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let mut out = Vec::new();

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod dataset;
+pub mod ferry;
 pub mod parallel;
 pub mod proxy;
 pub mod server;

@@ -1,0 +1,242 @@
+//! The operator's surface on a real sync: `/status`, `/metrics` and `/healthz` scraped while
+//! ferry copies a live Redis 7.2 into a Valkey 8.1 with writes going on; every documented
+//! status field and metric name is there; the heartbeat gives `lag_seconds`; the log has
+//! its phase lines; `/healthz` goes red once the source is stopped; SIGTERM exits 0. The
+//! data is compared key by key by the harness, not by ferry.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::dataset::{fill, read_back};
+use common::ferry::{self, http_get, master_offset};
+use common::workload::{self, Workload};
+use common::{assert_models_equal, require_server, Server, TempDir};
+
+/// Every `/status` field the README documents (JSON pointers).
+pub const STATUS_FIELDS: &[&str] = &[
+    "/phase",
+    "/consistent",
+    "/source",
+    "/target",
+    "/replid",
+    "/snapshot/bytes_total",
+    "/snapshot/bytes_read",
+    "/snapshot/keys",
+    "/snapshot/keys_skipped_expired",
+    "/snapshot/seconds",
+    "/snapshot/done",
+    "/stream/received_offset",
+    "/stream/applied_offset",
+    "/stream/lag_bytes",
+    "/stream/lag_seconds",
+    "/stream/commands",
+    "/in_flight",
+    "/spool_bytes",
+    "/reconnects",
+    "/errors",
+    "/last_error",
+    "/shards",
+    "/uptime_seconds",
+    "/timings/handshake_seconds",
+    "/timings/snapshot_seconds",
+    "/timings/stream_seconds",
+    "/written/keys",
+    "/written/commands",
+    "/written/bytes",
+    "/spool/bytes",
+    "/spool/disk_bytes",
+    "/spool/cap",
+    "/health/ok",
+    "/health/source_link_up",
+    "/health/target_up",
+    "/health/reason",
+];
+
+const HEARTBEAT_KEY: &str = "ops:heartbeat";
+
+/// The value of a metric sample line `name{labels} value` (first match).
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn status_metrics_and_healthz_during_a_real_sync() {
+    let (Some(src), Some(dst)) = (require_server("redis-7.2"), require_server("valkey-8.1")) else {
+        return;
+    };
+    let dir = TempDir::new("operator");
+    // Disk-based transfer: the source announces the snapshot's size (bytes_total).
+    let source = Server::start(&src, &["--repl-diskless-sync", "no"]);
+    let target = Server::start(&dst, &[]);
+    let mut c = source.client();
+    fill(&mut c, &src);
+    // A key on the target that the stream will hit with the wrong type: errors by class.
+    target.client().ok(&["SET", "ops:wrongtype", "a string"]);
+
+    let status = format!("127.0.0.1:{}", ferry::free_port());
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n\
+             [sync]\nheartbeat_interval = 0.2\nheartbeat_key = \"{HEARTBEAT_KEY}\"\n\
+             [status]\nlisten = \"{status}\"\nhealthz_timeout = 1.0\n\
+             [log]\nprogress_interval = 0.5\n",
+            source.url(),
+            target.url()
+        ),
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, compat, stop2) = (source.addr(), src.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut c = common::Client::connect(addr);
+        let w = Workload {
+            ops: 2000,
+            pause: Duration::from_millis(2),
+            seed: 11,
+        };
+        workload::run(&mut c, &compat, &w, &stop2)
+    });
+    let mut f = ferry::start(dir.path(), &config, &status, &[], &[]);
+    writer.join().expect("workload");
+    let src_addr = source.addr();
+    let want = move || master_offset(&mut common::Client::connect(src_addr));
+    f.wait_consistent(&want, Duration::from_secs(60));
+
+    c.ok(&["LPUSH", "ops:wrongtype", "x"]);
+    let s = f.wait_status(
+        "a WRONGTYPE error counted and a heartbeat measured",
+        |s| s["errors"]["WRONGTYPE"].as_u64() == Some(1) && s["stream"]["lag_seconds"].is_f64(),
+        Duration::from_secs(30),
+    );
+    for p in STATUS_FIELDS {
+        assert!(s.pointer(p).is_some(), "/status lacks {p}: {s:#}");
+    }
+    assert_eq!(s["phase"], "stream");
+    assert_eq!(s["health"]["ok"], true, "{s:#}");
+    assert!(s["snapshot"]["done"] == true && s["snapshot"]["keys"].as_u64() > Some(0));
+    assert_eq!(s["snapshot"]["bytes_total"], s["snapshot"]["bytes_read"]);
+    assert_eq!(s["written"]["keys"], s["snapshot"]["keys"]);
+    assert!(s["written"]["commands"].as_u64() >= s["written"]["keys"].as_u64());
+    assert!(s["timings"]["snapshot_seconds"].as_f64() > Some(0.0));
+    assert!(s["timings"]["stream_seconds"].as_f64() > Some(0.0));
+    assert!(s["stream"]["commands"].as_u64() > Some(0));
+    let lag = s["stream"]["lag_seconds"].as_f64().unwrap();
+    assert!(lag >= 0.0, "lag_seconds {lag}");
+
+    let (code, m) = http_get(&status, "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200, "{m}");
+    for (name, _) in ferry::METRICS {
+        let present = m
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")));
+        assert!(present, "/metrics lacks {name}:\n{m}");
+        assert!(
+            m.contains(&format!("# TYPE {name} ")),
+            "no TYPE line for {name}"
+        );
+    }
+    assert_eq!(metric(&m, "ferry_phase{phase=\"stream\"}"), Some(1.0));
+    assert_eq!(
+        metric(&m, "ferry_errors_total{class=\"WRONGTYPE\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "ferry_keys_written_total"),
+        s["written"]["keys"].as_f64()
+    );
+    assert_eq!(
+        metric(&m, "ferry_snapshot_bytes_total"),
+        s["snapshot"]["bytes_total"].as_f64()
+    );
+    assert_eq!(metric(&m, "ferry_source_link_up"), Some(1.0));
+    assert_eq!(metric(&m, "ferry_healthy"), Some(1.0));
+    assert_eq!(http_get(&status, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(&status, "/nope").map(|r| r.0), Some(404));
+
+    // The data: every key equal, but for the two this test wrote on purpose (the heartbeat
+    // keeps changing on the source; the wrong-type key differs by design).
+    let dbs = [0, 1, 2, 3, 5];
+    let mut expected = read_back(&mut c, &src, &dbs);
+    f.wait_consistent(&want, Duration::from_secs(30));
+    let mut actual = read_back(&mut target.client(), &dst, &dbs);
+    for m in [&mut expected, &mut actual] {
+        for k in [HEARTBEAT_KEY, "ops:wrongtype"] {
+            m.keys.remove(&(0, k.as_bytes().to_vec()));
+        }
+    }
+    assert_models_equal(&expected, &actual, 1_000);
+
+    // The log: the phase lines with their figures, the progress lines, and a "snapshot
+    // applied" line that scripts/bench-sync.sh can still read its seconds from.
+    let log = f.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("snapshot applied: "))
+        .unwrap_or_else(|| panic!("no `snapshot applied` line:\n{log}"));
+    let keys = s["snapshot"]["keys"].as_u64().unwrap();
+    assert!(
+        line.contains(&format!("snapshot applied: {} keys", thousands(keys))),
+        "{line}"
+    );
+    let secs = line
+        .split(" in ")
+        .nth(1)
+        .and_then(|r| r.split(" s ").next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(secs.is_some(), "no `in <secs> s ` in: {line}");
+    assert!(line.contains("streaming from offset "), "{line}");
+    for phase_line in [
+        "target connected",
+        "replica link established in ",
+        "full resync: receiving the snapshot",
+        "stream: applied offset",
+    ] {
+        assert!(log.contains(phase_line), "no `{phase_line}` line:\n{log}");
+    }
+
+    // The source goes away: the link is down, and past healthz_timeout /healthz is red.
+    drop(source);
+    let s = f.wait_status(
+        "source link down",
+        |s| s["health"]["source_link_up"] == false && s["health"]["ok"] == false,
+        Duration::from_secs(30),
+    );
+    assert!(
+        s["health"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("source link")),
+        "{s:#}"
+    );
+    let (code, body) = http_get(&status, "/healthz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("source link has been down"), "{body}");
+    let (_, m) = http_get(&status, "/metrics").unwrap();
+    assert_eq!(metric(&m, "ferry_source_link_up"), Some(0.0));
+    assert_eq!(metric(&m, "ferry_healthy"), Some(0.0));
+
+    // SIGTERM: drain and exit 0, even with the source gone.
+    let code = f.stop(Duration::from_secs(40));
+    assert!(code.success(), "ferry exited with {code}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn thousands(n: u64) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
