@@ -109,7 +109,7 @@ fn status_metrics_and_healthz_during_a_real_sync() {
     writer.join().expect("workload");
     let src_addr = source.addr();
     let want = move || master_offset(&mut common::Client::connect(src_addr));
-    f.wait_consistent(&want, Duration::from_secs(60));
+    f.wait_consistent(want, Duration::from_secs(60));
 
     c.ok(&["LPUSH", "ops:wrongtype", "x"]);
     let s = f.wait_status(
@@ -166,7 +166,7 @@ fn status_metrics_and_healthz_during_a_real_sync() {
     // keeps changing on the source; the wrong-type key differs by design).
     let dbs = [0, 1, 2, 3, 5];
     let mut expected = read_back(&mut c, &src, &dbs);
-    f.wait_consistent(&want, Duration::from_secs(30));
+    f.wait_consistent(want, Duration::from_secs(30));
     let mut actual = read_back(&mut target.client(), &dst, &dbs);
     for m in [&mut expected, &mut actual] {
         for k in [HEARTBEAT_KEY, "ops:wrongtype"] {
