@@ -26,11 +26,12 @@ fn unit_text(name: &str) -> String {
 /// `Key=value` of the unit (last one wins), ignoring comments.
 fn directive<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
+        .rev()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .filter(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim())
-        .last()
+        .next()
 }
 
 fn seconds(v: &str) -> f64 {
