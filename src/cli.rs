@@ -23,6 +23,9 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Validate a config file and print the effective config (passwords masked).
     CheckConfig(CheckConfigArgs),
+    /// Exit 0 when a running ferry's /healthz answers 200 (for container health checks,
+    /// where there is no curl).
+    Healthcheck(HealthcheckArgs),
     /// Work with RDB files.
     Rdb {
         #[command(subcommand)]
@@ -118,6 +121,13 @@ impl SyncArgs {
             };
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The status address (`[status] listen`).
+    #[arg(default_value = "127.0.0.1:9121")]
+    pub addr: String,
 }
 
 #[derive(Debug, Args)]

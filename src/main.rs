@@ -17,6 +17,13 @@ fn main() -> ExitCode {
         Command::Restore(args) => restore(args),
         Command::Sync(args) => sync(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Healthcheck(args) => match ferry::status::probe(&args.addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferry: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

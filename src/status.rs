@@ -425,3 +425,28 @@ pub fn render_metrics(s: &StatusData) -> Option<String> {
     gauge!("ferry_uptime_seconds").set(s.uptime_seconds);
     Some(handle.render())
 }
+
+/// `GET /healthz` on a running ferry (std only, 5 s timeout): Ok on 200, else why not.
+pub fn probe(addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(5);
+    let sock: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    match text.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("{addr}/healthz: {code} {body}")),
+        None => Err(format!("{addr}/healthz: not an HTTP reply")),
+    }
+}

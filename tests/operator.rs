@@ -160,6 +160,7 @@ fn status_metrics_and_healthz_during_a_real_sync() {
     assert_eq!(metric(&m, "ferry_source_link_up"), Some(1.0));
     assert_eq!(metric(&m, "ferry_healthy"), Some(1.0));
     assert_eq!(http_get(&status, "/healthz").map(|r| r.0), Some(200));
+    assert!(healthcheck(&status).0, "ferry healthcheck while healthy");
     assert_eq!(http_get(&status, "/nope").map(|r| r.0), Some(404));
 
     // The data: every key equal, but for the two this test wrote on purpose (the heartbeat
@@ -219,6 +220,11 @@ fn status_metrics_and_healthz_during_a_real_sync() {
     let (code, body) = http_get(&status, "/healthz").unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("source link has been down"), "{body}");
+    let (ok, err) = healthcheck(&status);
+    assert!(
+        !ok && err.contains("503") && err.contains("source link"),
+        "{err}"
+    );
     let (_, m) = http_get(&status, "/metrics").unwrap();
     assert_eq!(metric(&m, "ferry_source_link_up"), Some(0.0));
     assert_eq!(metric(&m, "ferry_healthy"), Some(0.0));
@@ -227,6 +233,18 @@ fn status_metrics_and_healthz_during_a_real_sync() {
     let code = f.stop(Duration::from_secs(40));
     assert!(code.success(), "ferry exited with {code}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `ferry healthcheck ADDR` (the containers' health check): (exit 0, stderr).
+fn healthcheck(addr: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["healthcheck", addr])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn thousands(n: u64) -> String {
