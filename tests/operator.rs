@@ -57,6 +57,26 @@ pub const STATUS_FIELDS: &[&str] = &[
 
 const HEARTBEAT_KEY: &str = "ops:heartbeat";
 
+/// The README documents every status field (in its JSON example) and every metric.
+#[test]
+fn readme_documents_every_status_field_and_metric() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for p in STATUS_FIELDS {
+        let leaf = p.rsplit('/').next().unwrap();
+        assert!(
+            readme.contains(&format!("\"{leaf}\"")),
+            "README: no status field {p}"
+        );
+    }
+    for (name, _) in ferry::METRICS {
+        assert!(
+            readme.contains(&format!("| `{name}")),
+            "README: metric {name} not in the list"
+        );
+    }
+}
+
 /// The value of a metric sample line `name{labels} value` (first match).
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
