@@ -241,6 +241,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         conflict,
         restore_max: cfg.transform.restore_max,
     };
+    let drain_timeout = std::time::Duration::from_secs_f64(cfg.sync.drain_timeout);
     let opts = ferry::sync::SyncOptions {
         replica,
         writer,
@@ -257,7 +258,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
             interval: std::time::Duration::from_secs_f64(cfg.sync.heartbeat_interval),
             key: cfg.sync.heartbeat_key.clone(),
         }),
-        drain_timeout: std::time::Duration::from_secs_f64(cfg.sync.drain_timeout),
+        drain_timeout,
         progress_bar,
         healthz_timeout: std::time::Duration::from_secs_f64(cfg.status.healthz_timeout),
     };
@@ -283,10 +284,33 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         }
         let shutdown = ferry::sync::shutdown_on_signals();
         reopen_logs_on_sighup(log_file);
-        ferry::sync::run(opts, status, shutdown)
-            .await
-            .map_err(|e| e.to_string())
+        // The sync drains within drain_timeout by itself, unless it is stuck on a target
+        // that does not answer at all: then this bound ends it, so that a stop always
+        // finishes in drain_timeout + 5 s (systemd's TimeoutStopSec is set above that).
+        let bound = drain_timeout + std::time::Duration::from_secs(5);
+        let mut stop = shutdown.clone();
+        let stuck = async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(bound).await;
+        };
+        tokio::select! {
+            r = ferry::sync::run(opts, status.clone(), shutdown) => r.map(|_| ()).map_err(|e| e.to_string()),
+            _ = stuck => {
+                tracing::warn!(
+                    "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged",
+                    bound.as_secs_f64()
+                );
+                status.update(|s| s.set_phase(ferry::status::Phase::Stopped));
+                Ok(())
+            }
+        }
     });
+    // Tasks blocked on a dead peer must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -278,3 +278,91 @@ fn thousands(n: u64) -> String {
     }
     out
 }
+
+fn signal(pid: u32, sig: i32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: a signal to a server process this test started and has not reaped.
+    unsafe { kill(pid as i32, sig) };
+}
+const SIGSTOP: i32 = 19;
+const SIGCONT: i32 = 18;
+
+/// A target that stops answering (SIGSTOP) turns /healthz red once the heartbeat's
+/// commands stay unacknowledged past healthz_timeout, and green again when it resumes;
+/// SIGTERM while it hangs still ends ferry with exit 0, bounded by drain_timeout.
+#[test]
+fn healthz_red_while_the_target_hangs_and_sigterm_still_exits() {
+    let Some(spec) = require_server("valkey-8.1") else {
+        return;
+    };
+    let dir = TempDir::new("operator-stall");
+    let source = Server::start(&spec, &[]);
+    let target = Server::start(&spec, &[]);
+    source.client().ok(&["SET", "a", "1"]);
+    let status = format!("127.0.0.1:{}", ferry::free_port());
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n\
+             [sync]\nheartbeat_interval = 0.2\ndrain_timeout = 1.0\n\
+             [status]\nlisten = \"{status}\"\nhealthz_timeout = 1.0\n",
+            source.url(),
+            target.url()
+        ),
+    )
+    .unwrap();
+    let mut f = ferry::start(dir.path(), &config, &status, &[], &[]);
+    let src_addr = source.addr();
+    let want = move || master_offset(&mut common::Client::connect(src_addr));
+    f.wait_consistent(want, Duration::from_secs(60));
+    assert_eq!(http_get(&status, "/healthz").map(|r| r.0), Some(200));
+
+    // Resumes the target even if an assertion fails, so that it can be stopped.
+    struct Resume(u32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            signal(self.0, SIGCONT);
+        }
+    }
+    signal(target.pid(), SIGSTOP);
+    let resume = Resume(target.pid());
+    let s = f.wait_status(
+        "the target reported down",
+        |s| s["health"]["target_up"] == false,
+        Duration::from_secs(30),
+    );
+    assert!(
+        s["health"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("target has made no progress")),
+        "{s:#}"
+    );
+    assert_eq!(s["health"]["source_link_up"], true);
+    let (code, body) = http_get(&status, "/healthz").unwrap();
+    assert_eq!(code, 503, "{body}");
+
+    drop(resume);
+    f.wait_status(
+        "the target back up",
+        |s| s["health"]["ok"] == true,
+        Duration::from_secs(30),
+    );
+
+    signal(target.pid(), SIGSTOP);
+    let _resume = Resume(target.pid());
+    f.wait_status(
+        "the target reported down again",
+        |s| s["health"]["target_up"] == false,
+        Duration::from_secs(30),
+    );
+    let log = f.log.clone();
+    let code = f.stop(Duration::from_secs(60));
+    assert!(
+        code.success(),
+        "ferry exited with {code}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
