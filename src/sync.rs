@@ -934,23 +934,30 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// The snapshot's progress bar (indicatif), drawn on standard error.
+/// The snapshot's progress bar (indicatif), drawn on standard error: a spinner with the
+/// bytes and rate while the size is unknown (diskless transfers), a bar with an ETA once
+/// the source has announced it.
 fn new_bar() -> indicatif::ProgressBar {
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} snapshot [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    bar.set_style(bar_style(
+        "{spinner} snapshot {binary_bytes} {binary_bytes_per_sec} {msg}",
+    ));
     bar
+}
+
+fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
 }
 
 fn draw_bar(bar: &indicatif::ProgressBar, snap: &Snapshot, total: Option<u64>) {
     if let Some(t) = total {
         if bar.length() != Some(t) {
             bar.set_length(t);
+            bar.set_style(bar_style(
+                "snapshot [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            ));
         }
     }
     bar.set_position(snap.bytes);
