@@ -23,8 +23,9 @@
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
 //! * [`config`] (the TOML file, validated; `check-config`), [`endpoint`] (server URLs;
-//!   passwords never printed), [`logging`] (text/JSON, to stderr or a reopenable file), [`cli`] (clap definitions; `main.rs` maps them to calls and errors to
-//!   exit codes), [`util`] (byte escaping, Redis-style glob matching).
+//!   passwords never printed), [`logging`] (text/JSON, to stderr or a reopenable file),
+//!   [`cli`] (clap definitions; `main.rs` maps them to calls and errors to exit codes),
+//!   [`util`] (byte escaping, Redis-style glob matching).
 //!
 //! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
