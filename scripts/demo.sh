@@ -2,13 +2,16 @@
 # The one-command demo: a blue/green upgrade on real servers, locally.
 #
 #   scripts/demo.sh            (BLUE=redis-6.2 GREEN=valkey-9.1 by default)
+#   FERRY_BIN=path/to/ferry scripts/demo.sh     (use that binary instead of building one;
+#                                                 tests/demo.rs runs it this way in CI)
 #
 # On a fresh machine it installs the two servers (scripts/servers.sh), builds ferry, starts
 # blue and green on free loopback ports, loads sample data into blue, starts `ferry sync`
 # blue → green with its status page, keeps writing to blue while the sync runs, shows the
-# status until green has caught up, checks green against blue with plain redis-cli reads,
-# stops ferry with SIGTERM (it drains and reports its final offset) and cleans up —
-# also when something fails.
+# status and the lag metrics until green has caught up, compares green with blue key by key
+# (scripts/compare.py: type, value and expiry of every key, in every db; plain RESP, not
+# ferry) and with a few redis-cli reads, stops ferry with SIGTERM (it drains and reports its
+# final offset) and cleans up — also when something fails. Exit 0 only if green equals blue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BLUE=${BLUE:-redis-6.2}
@@ -20,9 +23,13 @@ say "installing $BLUE and $GREEN (cached in $CACHE)"
 scripts/servers.sh "$CACHE" "$BLUE" "$GREEN" >/dev/null
 CLI=$CACHE/bin/redis-cli
 [ -x "$CLI" ] || CLI=$CACHE/bin/valkey-cli
-say "building ferry"
-cargo build --release -q
-FERRY=$PWD/target/release/ferry
+if [ -n "${FERRY_BIN:-}" ]; then
+  FERRY=$FERRY_BIN
+else
+  say "building ferry"
+  cargo build --release -q
+  FERRY=$PWD/target/release/ferry
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-demo.XXXXXX")
 PIDS=()
@@ -72,8 +79,22 @@ echo "blue: $(blue DBSIZE) keys in db 0, $(blue -n 2 DBSIZE) in db 2"
 
 say "ferry sync blue → green (status on http://127.0.0.1:\$STATUS/status)"
 SP=$(port)
-"$FERRY" sync --source "redis://127.0.0.1:$BP" --target "redis://127.0.0.1:$GP" \
-              --status-listen "127.0.0.1:$SP" 2> "$WORK/ferry.log" &
+# A config file for what has no flag: the heartbeat (lag in seconds) and progress lines.
+cat > "$WORK/ferry.toml" <<CONF
+[source]
+url = "redis://127.0.0.1:$BP"
+[target]
+url = "redis://127.0.0.1:$GP"
+[sync]
+heartbeat_interval = 0.5
+heartbeat_key = "ferry:heartbeat"
+[status]
+listen = "127.0.0.1:$SP"
+[log]
+progress_interval = 1.0
+CONF
+"$FERRY" check-config "$WORK/ferry.toml" > /dev/null
+"$FERRY" sync --config "$WORK/ferry.toml" 2> "$WORK/ferry.log" &
 FERRY_PID=$!
 PIDS+=($FERRY_PID)
 status() { python3 - "$SP" "$@" <<'EOF'
@@ -102,8 +123,21 @@ for _ in $(seq 1 200); do
 done
 status
 echo "blue master_repl_offset = $want"
+python3 - "$SP" <<'EOF'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2).read().decode()
+show = ("ferry_lag_bytes", "ferry_lag_seconds", "ferry_consistent", "ferry_keys_written_total",
+        "ferry_stream_commands_forwarded_total")
+for line in text.splitlines():
+    if line.split(" ")[0].split("{")[0] in show:
+        print("  /metrics " + line)
+EOF
 
-say "checking green against blue (plain redis-cli reads, not ferry)"
+say "comparing green with blue key by key (scripts/compare.py, not ferry)"
+# The heartbeat key keeps changing on blue while ferry runs: it is left out.
+python3 scripts/compare.py --exclude ferry:heartbeat "127.0.0.1:$BP" "127.0.0.1:$GP"
+
+say "a few reads side by side (redis-cli)"
 check() { # LABEL CMD...
   local b g; b=$(blue "${@:2}" | tr '\n' ' '); g=$(green "${@:2}" | tr '\n' ' ')
   if [ "$b" = "$g" ]; then echo "  same  $1: ${b:0:80}"; else echo "  DIFF  $1: blue=$b green=$g"; exit 1; fi

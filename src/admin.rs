@@ -1,7 +1,7 @@
-//! One-shot administrative commands to a server (`INFO`, `CLIENT PAUSE`, …): connect,
-//! `AUTH` when the endpoint has a password, send the commands pipelined, read one reply
-//! each. For the few calls around a sync (its `--once` target offset, `ferry cutover`),
-//! not for data.
+//! One-shot administrative commands to a server (`INFO`, `CLIENT PAUSE`, a heartbeat
+//! `SET`): a fresh connection (TLS per the endpoint), `AUTH` and the URL's db first, one
+//! command, its reply. For the few calls around a sync (its `--once` target offset, the
+//! heartbeat, `ferry cutover`), not for data.
 
 use std::time::Duration;
 
@@ -10,20 +10,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::endpoint::Endpoint;
 use crate::resp::{self, Frame};
 
-/// Sends `commands` in one write (after `AUTH`) and returns their replies in order. An
-/// error reply is returned as a `Frame`, not as `Err`, except for `AUTH`'s.
-pub async fn commands(
-    ep: &Endpoint,
-    commands: &[&[&[u8]]],
-    timeout: Duration,
-) -> Result<Vec<Frame>, String> {
+/// One command on a fresh connection (AUTH and the URL's db first): its reply, or an
+/// error naming the server when it cannot be had or is an error reply.
+pub async fn command(ep: &Endpoint, argv: &[&[u8]], timeout: Duration) -> Result<Frame, String> {
     let addr = ep.addr();
+    let name = String::from_utf8_lossy(argv.first().copied().unwrap_or_default()).into_owned();
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(&addr)
+        let mut s = crate::net::connect(ep)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let mut out = Vec::new();
+        let mut want = 1;
         if let Some(pw) = &ep.password {
+            want += 1;
             match &ep.user {
                 Some(u) => resp::encode_command(
                     &mut out,
@@ -32,15 +31,16 @@ pub async fn commands(
                 None => resp::encode_command(&mut out, &[b"AUTH".as_slice(), pw.as_bytes()]),
             }
         }
-        for c in commands {
-            resp::encode_command(&mut out, c);
+        if let Some(db) = ep.db.filter(|&d| d != 0) {
+            want += 1;
+            resp::encode_command(&mut out, &[b"SELECT".as_slice(), db.to_string().as_bytes()]);
         }
+        resp::encode_command(&mut out, argv);
         s.write_all(&out)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let mut buf = Vec::new();
         let mut replies = Vec::new();
-        let want = commands.len() + usize::from(ep.password.is_some());
         while replies.len() < want {
             let mut chunk = [0u8; 16 * 1024];
             let n = s
@@ -58,37 +58,20 @@ pub async fn commands(
                 replies.push(f);
             }
         }
-        if ep.password.is_some() {
-            let auth = replies.remove(0);
-            if auth.is_error() {
-                return Err(format!(
-                    "{addr}: AUTH refused: {}",
-                    String::from_utf8_lossy(auth.error_text().unwrap_or_default())
-                ));
-            }
+        // The first error reply (a refused AUTH explains everything after it).
+        if let Some(f) = replies.iter().find(|f| f.is_error()) {
+            return Err(format!(
+                "{addr}: {name} failed: {}",
+                String::from_utf8_lossy(f.error_text().unwrap_or_default())
+            ));
         }
-        Ok(replies)
+        replies
+            .pop()
+            .ok_or_else(|| format!("{addr}: no reply to {name}"))
     };
     tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|_| format!("{addr}: no reply within {timeout:?}"))?
-}
-
-/// One command; an error reply is an `Err` naming it.
-pub async fn command(ep: &Endpoint, args: &[&[u8]], timeout: Duration) -> Result<Frame, String> {
-    let reply = commands(ep, &[args], timeout)
-        .await?
-        .pop()
-        .ok_or_else(|| format!("{}: no reply", ep.addr()))?;
-    if reply.is_error() {
-        return Err(format!(
-            "{}: {} refused: {}",
-            ep.addr(),
-            String::from_utf8_lossy(args.first().copied().unwrap_or_default()),
-            String::from_utf8_lossy(reply.error_text().unwrap_or_default())
-        ));
-    }
-    Ok(reply)
+        .map_err(|_| format!("{addr}: {name} timed out"))?
 }
 
 /// `INFO <section>` as text.

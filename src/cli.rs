@@ -29,6 +29,11 @@ pub enum Command {
     /// Compare two live endpoints in both directions; exit 0 equal, 1 differ, 2 could not
     /// compare.
     Verify(VerifyArgs),
+    /// Validate a config file and print the effective config (passwords masked).
+    CheckConfig(CheckConfigArgs),
+    /// Exit 0 when a running ferry's /healthz answers 200 (for container health checks,
+    /// where there is no curl).
+    Healthcheck(HealthcheckArgs),
     /// Work with RDB files.
     Rdb {
         #[command(subcommand)]
@@ -166,6 +171,43 @@ pub struct CutoverArgs {
     pub status_listen: Option<String>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+impl SyncArgs {
+    /// The flags on top of the config (a flag always wins over the file).
+    pub fn apply_to(&self, cfg: &mut crate::config::Config) {
+        if let Some(u) = &self.source {
+            cfg.source.url = u.clone();
+        }
+        if let Some(u) = &self.target {
+            cfg.target.url = u.clone();
+        }
+        if self.once {
+            cfg.sync.once = true;
+        }
+        if let Some(l) = &self.status_listen {
+            cfg.status.listen = Some(l.clone());
+        }
+        if let Some(f) = self.log_format {
+            cfg.log.format = match f {
+                LogFormat::Text => crate::config::LogFormatCfg::Text,
+                LogFormat::Json => crate::config::LogFormatCfg::Json,
+            };
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The status address (`[status] listen`).
+    #[arg(default_value = "127.0.0.1:9121")]
+    pub addr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The config file (TOML).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

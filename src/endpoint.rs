@@ -14,7 +14,11 @@ pub struct Endpoint {
     pub password: Option<String>,
     /// The db in the URL path (`/3`), if any.
     pub db: Option<u32>,
+    /// `rediss://`.
     pub tls: bool,
+    /// CA, client certificate, server name (from the config's `[source.tls]` /
+    /// `[target.tls]`); `enabled` there turns TLS on for a `redis://` URL too.
+    pub tls_options: crate::net::TlsOptions,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,6 +84,7 @@ impl Endpoint {
             password,
             db,
             tls,
+            tls_options: Default::default(),
         })
     }
 

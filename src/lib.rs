@@ -16,14 +16,18 @@
 //! * [`target`]: the pipelined writer (window, FIFO replies, SELECT tracking, error
 //!   classes and order-keeping retries) and what the target server supports.
 //! * [`sync`]: the one place that knows every stage: snapshot, then the command stream,
-//!   and the applied offset. [`status`] serves `/status` and `/healthz` from it.
+//!   and the applied offset. [`status`] serves `/status`, `/metrics` and `/healthz` from
+//!   it; [`notify`] tells systemd (`READY=1`, watchdog pings).
+//! * [`net`]: connections to servers, plain TCP or TLS (rustls), for `source` and
+//!   `target` alike.
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
 //! * [`admin`]: one-shot commands (`INFO`, `CLIENT PAUSE`) for `--once` and cutover.
 //! * [`cutover`]: `ferry cutover`, the supervised switch from blue to green.
-//! * [`config`] (the TOML file), [`endpoint`] (server URLs; passwords never printed),
-//!   [`logging`], [`cli`] (clap definitions; `main.rs` maps them to calls and errors to
-//!   exit codes), [`util`] (byte escaping, Redis-style glob matching).
+//! * [`config`] (the TOML file, validated; `check-config`), [`endpoint`] (server URLs;
+//!   passwords never printed), [`logging`] (text/JSON, to stderr or a reopenable file),
+//!   [`cli`] (clap definitions; `main.rs` maps them to calls and errors to exit codes),
+//!   [`util`] (byte escaping, Redis-style glob matching).
 //!
 //! `rdb` and `resp` know nothing of sockets or policies; the I/O loops that drive them
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
@@ -35,6 +39,8 @@ pub mod cutover;
 pub mod endpoint;
 pub mod inspect;
 pub mod logging;
+pub mod net;
+pub mod notify;
 pub mod rdb;
 pub mod resp;
 pub mod source;

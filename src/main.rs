@@ -19,6 +19,33 @@ fn main() -> ExitCode {
         Command::Reverse(args) => reverse(args),
         Command::Cutover(args) => cutover(args),
         Command::Verify(args) => verify(args),
+        Command::CheckConfig(args) => check_config(args),
+        Command::Healthcheck(args) => match ferry::status::probe(&args.addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferry: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// `ferry check-config FILE`: exit 0 and the effective config (passwords masked) on
+/// standard output, or exit 2 and the problem (file, line, key) on standard error.
+fn check_config(args: ferry::cli::CheckConfigArgs) -> ExitCode {
+    match ferry::config::Config::load(&args.file) {
+        Ok(cfg) => {
+            println!(
+                "# {}: valid; the effective config (passwords masked)",
+                args.file.display()
+            );
+            print!("{}", cfg.to_masked_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -34,7 +61,7 @@ fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
     };
     let json = match args.log_format {
         Some(f) => f == ferry::cli::LogFormat::Json,
-        None => config.log.format == "json",
+        None => config.log.format == ferry::config::LogFormatCfg::Json,
     };
     ferry::logging::init(json, &config.log.level);
     let reverse_status = match args.status_listen.as_deref().map(str::parse) {
@@ -238,25 +265,32 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
         None => Config::default(),
     };
     if reverse.is_some() {
+        // The file describes the forward sync: its target is this run's source.
         std::mem::swap(&mut cfg.source, &mut cfg.target);
     }
-    if let Some(u) = &args.source {
-        cfg.source.url = u.clone();
+    args.apply_to(&mut cfg);
+    if let Err(p) = cfg.validate() {
+        eprintln!("ferry: {p}");
+        return ExitCode::from(2);
     }
-    if let Some(u) = &args.target {
-        cfg.target.url = u.clone();
-    }
-    if args.once {
-        cfg.sync.once = true;
-    }
-    if let Some(l) = &args.status_listen {
-        cfg.status.listen = Some(l.clone());
-    }
-    let json = match args.log_format {
-        Some(f) => f == ferry::cli::LogFormat::Json,
-        None => cfg.log.format == "json",
+    let json = cfg.log.format == ferry::config::LogFormatCfg::Json;
+    let log_file = match &cfg.log.file {
+        Some(path) => match ferry::logging::init_file(json, &cfg.log.level, path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("ferry: [log] file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            ferry::logging::init(json, &cfg.log.level);
+            None
+        }
     };
-    ferry::logging::init(json, &cfg.log.level);
+    let progress_bar = cfg.log.progress_bar
+        && !json
+        && log_file.is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     let (source, target) = match (cfg.source.endpoint("source"), cfg.target.endpoint("target")) {
         (Ok(s), Ok(t)) => (s, t),
@@ -278,7 +312,6 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
             return ExitCode::from(2);
         }
     };
-
     match reverse {
         Some((ferry::cli::ReverseMode::Full, yes))
             if !yes && !confirm_overwrite(&source.to_string(), &target.to_string()) =>
@@ -299,9 +332,11 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
             return ExitCode::from(2);
         }
     };
+    opts.progress_bar = progress_bar;
     if matches!(reverse, Some((ferry::cli::ReverseMode::Stream, _))) {
         opts.replica.rdb_filter_only = Some(String::new());
     }
+    let drain_timeout = opts.drain_timeout;
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -323,10 +358,34 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
             }
         }
         let shutdown = ferry::sync::shutdown_on_signals();
-        ferry::sync::run(opts, status, shutdown)
-            .await
-            .map_err(|e| e.to_string())
+        reopen_logs_on_sighup(log_file);
+        // The sync drains within drain_timeout by itself, unless it is stuck on a target
+        // that does not answer at all: then this bound ends it, so that a stop always
+        // finishes in drain_timeout + 5 s (systemd's TimeoutStopSec is set above that).
+        let bound = drain_timeout + std::time::Duration::from_secs(5);
+        let mut stop = shutdown.clone();
+        let stuck = async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(bound).await;
+        };
+        tokio::select! {
+            r = ferry::sync::run(opts, status.clone(), shutdown) => r.map(|_| ()).map_err(|e| e.to_string()),
+            _ = stuck => {
+                tracing::warn!(
+                    "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged",
+                    bound.as_secs_f64()
+                );
+                status.update(|s| s.set_phase(ferry::status::Phase::Stopped));
+                Ok(())
+            }
+        }
     });
+    // Tasks blocked on a dead peer must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -408,4 +467,29 @@ fn verify(args: ferry::cli::VerifyArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// SIGHUP reopens the log file (logrotate's `postrotate`); without one it is only logged.
+fn reopen_logs_on_sighup(log_file: Option<ferry::logging::LogFile>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot handle SIGHUP: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match &log_file {
+                Some(f) => match f.reopen() {
+                    Ok(()) => {
+                        tracing::info!("SIGHUP: reopened the log file {}", f.path().display())
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: {e}; still logging to the old file"),
+                },
+                None => tracing::info!("SIGHUP: no log file to reopen"),
+            }
+        }
+    });
 }

@@ -1,12 +1,21 @@
 //! `/status` (JSON), `/healthz` and `/metrics` over HTTP.
 //!
 //! The sync loop owns a [`Status`] and updates it as it goes; the HTTP server only reads
-//! a snapshot of it, so a slow client can never slow the sync down.
+//! a snapshot of it, so a slow client can never slow the sync down. `/metrics` is made
+//! from the same snapshot at scrape time: the figures are set on the `metrics` crate's
+//! gauges and counters, and `metrics-exporter-prometheus` renders them, so the two pages
+//! can never disagree and the sync's hot paths carry no metrics calls.
+//!
+//! `/healthz` answers 503 when the sync stopped, when the source link has been down for
+//! longer than `[status] healthz_timeout`, or when the target has made no progress for
+//! that long (the sync loop blocked on it, or commands in flight and none acknowledged).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -41,7 +50,51 @@ pub struct StreamStatus {
     /// Master offset up to which the target has acknowledged everything.
     pub applied_offset: u64,
     pub lag_bytes: u64,
+    /// Seconds between a heartbeat's write on the source and its application on the
+    /// target (null unless `[sync] heartbeat_interval` is set and one has arrived). While
+    /// no newer heartbeat arrives, it grows with the time since the last one was due.
+    pub lag_seconds: Option<f64>,
+    /// Commands forwarded from the replication stream.
     pub commands: u64,
+}
+
+/// Seconds spent in each phase (the current one included).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Timings {
+    pub handshake_seconds: f64,
+    pub snapshot_seconds: f64,
+    pub stream_seconds: f64,
+}
+
+/// What the writer sent to the target.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Written {
+    /// Keys written from snapshots (all full resyncs together).
+    pub keys: u64,
+    /// Commands sent (resends and the writer's own SELECTs included).
+    pub commands: u64,
+    pub bytes: u64,
+}
+
+/// The disk spool behind the replica link.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SpoolStatus {
+    /// Source bytes queued for the target (RAM and disk).
+    pub bytes: u64,
+    /// Of which on disk.
+    pub disk_bytes: u64,
+    /// `[sync] spool_cap`.
+    pub cap: u64,
+}
+
+/// What `/healthz` decides from.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Health {
+    pub ok: bool,
+    pub source_link_up: bool,
+    pub target_up: bool,
+    /// Why not ok.
+    pub reason: Option<String>,
 }
 
 /// What `/status` shows. Field names are part of the operator's interface (DESIGN.md).
@@ -58,6 +111,7 @@ pub struct StatusData {
     pub in_flight: u64,
     pub spool_bytes: u64,
     pub reconnects: u64,
+    /// Error replies from the target per class (`WRONGTYPE`, `BUSYKEY`, `OOM`, …).
     pub errors: BTreeMap<String, u64>,
     pub last_error: Option<String>,
     /// One entry per source shard for a cluster source (empty otherwise).
@@ -65,6 +119,67 @@ pub struct StatusData {
     pub uptime_seconds: f64,
     /// The ferry process (`ferry cutover` stops the forward sync with SIGTERM to it).
     pub pid: u32,
+    pub timings: Timings,
+    pub written: Written,
+    pub spool: SpoolStatus,
+    pub health: Health,
+    /// When the current phase started (for `timings`).
+    #[serde(skip)]
+    pub phase_since: Option<Instant>,
+    /// When the source link was first seen down (reset once it is back).
+    #[serde(skip)]
+    pub source_down_since: Option<Instant>,
+    /// When the target last made progress (acknowledged something, or had nothing to do).
+    #[serde(skip)]
+    pub target_progress_at: Option<Instant>,
+    /// `[status] healthz_timeout`.
+    #[serde(skip)]
+    pub healthz_timeout: Option<Duration>,
+}
+
+impl StatusData {
+    /// Moves to `phase`, adding the time spent in the previous one to `timings`.
+    pub fn set_phase(&mut self, phase: Phase) {
+        let now = Instant::now();
+        if let Some(since) = self.phase_since {
+            *self.timing_mut(self.phase) += (now - since).as_secs_f64();
+        }
+        self.phase = phase;
+        self.phase_since = Some(now);
+    }
+
+    fn timing_mut(&mut self, phase: Phase) -> &mut f64 {
+        match phase {
+            Phase::Handshake => &mut self.timings.handshake_seconds,
+            Phase::Snapshot => &mut self.timings.snapshot_seconds,
+            Phase::Stream | Phase::Stopped => &mut self.timings.stream_seconds,
+        }
+    }
+
+    /// Fills `health` from the times recorded.
+    fn judge_health(&mut self, now: Instant) {
+        let timeout = self.healthz_timeout.unwrap_or(Duration::from_secs(30));
+        let source_down = self.source_down_since.map(|t| now - t);
+        let target_silent = self.target_progress_at.map(|t| now - t);
+        self.health.source_link_up = source_down.is_none();
+        self.health.target_up = target_silent.is_none_or(|d| d < timeout);
+        self.health.reason = if self.phase == Phase::Stopped {
+            Some("the sync has stopped".into())
+        } else if let Some(d) = source_down.filter(|d| *d >= timeout) {
+            Some(format!(
+                "the source link has been down for {:.0} s",
+                d.as_secs_f64()
+            ))
+        } else {
+            target_silent.filter(|d| *d >= timeout).map(|d| {
+                format!(
+                    "the target has made no progress for {:.0} s",
+                    d.as_secs_f64()
+                )
+            })
+        };
+        self.health.ok = self.health.reason.is_none();
+    }
 }
 
 /// Shared, cheaply updatable status.
@@ -95,7 +210,14 @@ impl Status {
 
     pub fn snapshot(&self) -> StatusData {
         let mut d = self.data.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let now = Instant::now();
         d.uptime_seconds = self.started.elapsed().as_secs_f64();
+        if let Some(since) = d.phase_since {
+            if d.phase != Phase::Stopped {
+                *d.timing_mut(d.phase) += (now - since).as_secs_f64();
+            }
+        }
+        d.judge_health(now);
         d
     }
 }
@@ -145,16 +267,189 @@ fn respond<B>(req: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
         }
         "/healthz" => {
             let s = status.snapshot();
-            if s.phase == Phase::Stopped {
-                reply(503, "text/plain", b"stopped\n".to_vec())
-            } else {
-                reply(200, "text/plain", b"ok\n".to_vec())
+            match s.health.reason {
+                None => reply(200, "text/plain", b"ok\n".to_vec()),
+                Some(r) => reply(503, "text/plain", format!("{r}\n").into_bytes()),
             }
         }
+        "/metrics" => match render_metrics(&status.snapshot()) {
+            Some(text) => reply(200, "text/plain; version=0.0.4", text.into_bytes()),
+            None => reply(
+                500,
+                "text/plain",
+                b"another metrics recorder is installed in this process\n".to_vec(),
+            ),
+        },
         _ => reply(
             404,
             "text/plain",
-            b"not found: try /status or /healthz\n".to_vec(),
+            b"not found: try /status, /metrics or /healthz\n".to_vec(),
         ),
+    }
+}
+
+/// Every metric `/metrics` exports, with its help text (the README lists them from here).
+pub const METRICS: &[(&str, &str)] = &[
+    (
+        "ferry_phase",
+        "1 for the current phase (label phase: handshake, snapshot, stream, stopped)",
+    ),
+    (
+        "ferry_phase_seconds",
+        "seconds spent in each phase (label phase)",
+    ),
+    (
+        "ferry_consistent",
+        "1 when the snapshot is applied, nothing is in flight and applied == received",
+    ),
+    ("ferry_healthy", "1 when /healthz answers 200"),
+    (
+        "ferry_source_link_up",
+        "1 while the replica link to the source is connected",
+    ),
+    (
+        "ferry_snapshot_bytes_read",
+        "bytes of the current snapshot received",
+    ),
+    (
+        "ferry_snapshot_bytes_total",
+        "size of the current snapshot, when the source announced it",
+    ),
+    (
+        "ferry_snapshot_keys_applied",
+        "keys of the current snapshot decoded and sent to the target",
+    ),
+    (
+        "ferry_keys_written_total",
+        "keys written from snapshots, all full resyncs together",
+    ),
+    (
+        "ferry_stream_commands_forwarded_total",
+        "commands forwarded from the replication stream",
+    ),
+    (
+        "ferry_received_offset",
+        "source replication offset received",
+    ),
+    (
+        "ferry_applied_offset",
+        "source replication offset the target has applied",
+    ),
+    ("ferry_lag_bytes", "received minus applied offset"),
+    (
+        "ferry_lag_seconds",
+        "heartbeat lag: time from the write on the source to its application on the target",
+    ),
+    (
+        "ferry_in_flight_commands",
+        "commands sent to the target and not yet answered",
+    ),
+    ("ferry_target_commands_total", "commands sent to the target"),
+    ("ferry_target_bytes_total", "bytes sent to the target"),
+    (
+        "ferry_errors_total",
+        "error replies from the target (label class)",
+    ),
+    (
+        "ferry_spool_bytes",
+        "source bytes queued for the target, RAM and disk",
+    ),
+    ("ferry_spool_disk_bytes", "source bytes queued on disk"),
+    ("ferry_spool_cap_bytes", "the disk spool's cap"),
+    (
+        "ferry_reconnects_total",
+        "times the replica link dropped and reconnected",
+    ),
+    ("ferry_uptime_seconds", "seconds since ferry started"),
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            for (name, help) in METRICS {
+                metrics::describe_gauge!(*name, *help);
+            }
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Sets every metric from a status snapshot and renders the Prometheus text.
+pub fn render_metrics(s: &StatusData) -> Option<String> {
+    use metrics::{counter, gauge};
+    let handle = metrics_handle()?;
+    let b = |v: bool| if v { 1.0 } else { 0.0 };
+    for (p, name) in [
+        (Phase::Handshake, "handshake"),
+        (Phase::Snapshot, "snapshot"),
+        (Phase::Stream, "stream"),
+        (Phase::Stopped, "stopped"),
+    ] {
+        gauge!("ferry_phase", "phase" => name).set(b(s.phase == p));
+    }
+    for (name, v) in [
+        ("handshake", s.timings.handshake_seconds),
+        ("snapshot", s.timings.snapshot_seconds),
+        ("stream", s.timings.stream_seconds),
+    ] {
+        gauge!("ferry_phase_seconds", "phase" => name).set(v);
+    }
+    gauge!("ferry_consistent").set(b(s.consistent));
+    gauge!("ferry_healthy").set(b(s.health.ok));
+    gauge!("ferry_source_link_up").set(b(s.health.source_link_up));
+    gauge!("ferry_snapshot_bytes_read").set(s.snapshot.bytes_read as f64);
+    if let Some(t) = s.snapshot.bytes_total {
+        gauge!("ferry_snapshot_bytes_total").set(t as f64);
+    }
+    gauge!("ferry_snapshot_keys_applied").set(s.snapshot.keys as f64);
+    counter!("ferry_keys_written_total").absolute(s.written.keys);
+    counter!("ferry_stream_commands_forwarded_total").absolute(s.stream.commands);
+    gauge!("ferry_received_offset").set(s.stream.received_offset as f64);
+    gauge!("ferry_applied_offset").set(s.stream.applied_offset as f64);
+    gauge!("ferry_lag_bytes").set(s.stream.lag_bytes as f64);
+    if let Some(l) = s.stream.lag_seconds {
+        gauge!("ferry_lag_seconds").set(l);
+    }
+    gauge!("ferry_in_flight_commands").set(s.in_flight as f64);
+    counter!("ferry_target_commands_total").absolute(s.written.commands);
+    counter!("ferry_target_bytes_total").absolute(s.written.bytes);
+    for (class, n) in &s.errors {
+        counter!("ferry_errors_total", "class" => class.clone()).absolute(*n);
+    }
+    gauge!("ferry_spool_bytes").set(s.spool.bytes as f64);
+    gauge!("ferry_spool_disk_bytes").set(s.spool.disk_bytes as f64);
+    gauge!("ferry_spool_cap_bytes").set(s.spool.cap as f64);
+    counter!("ferry_reconnects_total").absolute(s.reconnects);
+    gauge!("ferry_uptime_seconds").set(s.uptime_seconds);
+    Some(handle.render())
+}
+
+/// `GET /healthz` on a running ferry (std only, 5 s timeout): Ok on 200, else why not.
+pub fn probe(addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(5);
+    let sock: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    match text.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("{addr}/healthz: {code} {body}")),
+        None => Err(format!("{addr}/healthz: not an HTTP reply")),
     }
 }

@@ -7,6 +7,7 @@
 //! stream commands are forwarded byte for byte (MULTI…EXEC as one unit). The offset the
 //! target has *applied* is what the link ACKs and what the status shows.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::endpoint::Endpoint;
+use crate::notify::Notifier;
 use crate::rdb::{self, Decoder, DecoderConfig, Event, Flavor, Step};
 use crate::resp::{self, Frame};
 use crate::source::{human_bytes, LinkStats, ReplicaConfig, ReplicaLink, SourceItem};
@@ -34,6 +36,30 @@ pub struct SyncOptions {
     pub max_command: usize,
     pub once: bool,
     pub progress_interval: Duration,
+    /// Heartbeat writes on the source, for `lag_seconds` (None: off).
+    pub heartbeat: Option<HeartbeatConfig>,
+    /// How long a stop (SIGTERM/SIGINT) may spend draining what is in flight.
+    pub drain_timeout: Duration,
+    /// Draw a progress bar for the snapshot (the caller checks that stderr is a terminal).
+    pub progress_bar: bool,
+    /// `/healthz` turns red after the source link is down, or the target makes no
+    /// progress, for this long.
+    pub healthz_timeout: Duration,
+}
+
+/// `[sync] heartbeat_interval` and `heartbeat_key`.
+///
+/// Every `interval`, a separate connection to the source runs
+/// `SET <key> <unix ms> PX <10 intervals>`. The write is replicated like any other, so it
+/// reaches the target through the stream, and source and target hold the same value: a
+/// key-by-key comparison sees no difference once the stream has caught up (at most the
+/// newest heartbeat is in flight; exclude the key when comparing while ferry runs). When
+/// the pump forwards that SET, ferry notes its offset; once the target has applied that
+/// offset, `now - value` is the lag in seconds.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub interval: Duration,
+    pub key: String,
 }
 
 impl SyncOptions {
@@ -86,6 +112,14 @@ impl SyncOptions {
             max_command: cfg.advanced.max_element,
             once: cfg.sync.once,
             progress_interval: Duration::from_secs_f64(cfg.log.progress_interval.max(0.1)),
+            heartbeat: (cfg.sync.heartbeat_interval > 0.0).then(|| HeartbeatConfig {
+                interval: Duration::from_secs_f64(cfg.sync.heartbeat_interval),
+                key: cfg.sync.heartbeat_key.clone(),
+            }),
+            drain_timeout: Duration::from_secs_f64(cfg.sync.drain_timeout),
+            // The binary turns it on for a terminal.
+            progress_bar: false,
+            healthz_timeout: Duration::from_secs_f64(cfg.status.healthz_timeout),
         })
     }
 }
@@ -122,6 +156,13 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
+    let started = Instant::now();
+    status.update(|s| {
+        s.set_phase(Phase::Handshake);
+        s.healthz_timeout = Some(opts.healthz_timeout);
+        s.spool.cap = opts.replica.spool_cap;
+    });
+    let mut notifier = Notifier::from_env();
     let mut writer = Writer::connect(opts.writer.clone())
         .await
         .map_err(|e| SyncError::Target(e.to_string()))?;
@@ -132,17 +173,36 @@ pub async fn run(
     let mut link = ReplicaLink::start(opts.replica.clone(), None, applied.clone())
         .await
         .map_err(|e| SyncError::Source(e.to_string()))?;
-    info!(source = %opts.replica.endpoint, "replica link established");
+    info!(
+        source = %opts.replica.endpoint,
+        "replica link established in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    notifier.send("READY=1\nSTATUS=replica link established");
+    // Connections that delivered their first item (FULLRESYNC or CONTINUE): the link is
+    // down while it has dropped more often than that, less the first connection.
+    let link_starts = Arc::new(AtomicU64::new(0));
     // The link's counters move while the loop below waits on a slow target: refresh them
     // in /status from a task of their own.
     let refresher = tokio::spawn(refresh_link_status(
         link.stats(),
         applied.clone(),
+        link_starts.clone(),
         status.clone(),
     ));
+    let heartbeat = opts.heartbeat.clone().map(|hb| {
+        tokio::spawn(write_heartbeats(
+            opts.replica.endpoint.clone(),
+            hb,
+            opts.replica.connect_timeout,
+        ))
+    });
+    let mut lag = HeartbeatLag::new(opts.heartbeat.as_ref().map(|h| h.interval));
+    let mut bar: Option<indicatif::ProgressBar> = None;
 
     let mut snapshot: Option<Snapshot> = None;
     let mut pump = StreamPump::new(opts.max_command, &target_info);
+    pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
     let mut replid = None;
     let mut once_target: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -152,19 +212,28 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
-                info!("stopping: draining what is in flight");
+                info!("stopping: draining what is in flight (at most {:.0} s)", opts.drain_timeout.as_secs_f64());
+                notifier.send("STOPPING=1");
                 break Ok(());
             }
             _ = tick.tick() => {
+                notifier.watchdog_tick();
                 if writer.in_flight() > 0 {
                     writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                 }
                 let a = pump.applied(&writer);
                 applied.store(a, Ordering::Relaxed);
+                lag.applied(&mut pump.heartbeats, a);
                 update_status(&status, &link, &writer, &pump, snapshot.as_ref());
+                status.update(|s| s.stream.lag_seconds = lag.seconds());
+                if let (Some(b), Some(sn)) = (bar.as_ref(), snapshot.as_ref()) {
+                    draw_bar(b, sn, link.stats().rdb_total());
+                }
                 if last_progress.elapsed() >= opts.progress_interval {
                     last_progress = Instant::now();
-                    log_progress(&status);
+                    if bar.is_none() {
+                        log_progress(&status);
+                    }
                 }
                 if let Some(t) = once_target {
                     if snapshot.is_none() && a >= t && writer.in_flight() == 0 {
@@ -192,10 +261,15 @@ pub async fn run(
                         if pump.started() {
                             warn!("the source started a new full resync: keys deleted on the source meanwhile may remain on the target");
                         }
+                        link_starts.fetch_add(1, Ordering::SeqCst);
                         info!(replid = %id, offset, "full resync: receiving the snapshot");
+                        notifier.send("STATUS=receiving the snapshot");
                         replid = Some(id.clone());
+                        if opts.progress_bar {
+                            bar = Some(new_bar());
+                        }
                         status.update(|s| {
-                            s.phase = Phase::Snapshot;
+                            s.set_phase(Phase::Snapshot);
                             s.replid = Some(id.clone());
                             s.consistent = false;
                             s.snapshot = Default::default();
@@ -216,13 +290,20 @@ pub async fn run(
                         let report = snap.finish().map_err(|e| e.with_source(&source_addr))?;
                         writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                         let secs = report.started.elapsed().as_secs_f64();
+                        if let Some(b) = bar.take() {
+                            b.finish_and_clear();
+                        }
+                        // scripts/bench-sync.sh reads the seconds from "… in <secs> s …".
                         info!(
-                            "snapshot applied: {} keys ({} expired skipped), {} in {:.1} s ({}/s); streaming from offset {}",
-                            report.keys, report.expired, human_bytes(report.bytes), secs,
-                            human_bytes((report.bytes as f64 / secs.max(1e-9)) as u64), pump.processed
+                            "snapshot applied: {} keys ({} expired skipped), {} in {:.1} s ({}/s, {} keys/s); streaming from offset {}",
+                            thousands(report.keys), thousands(report.expired), human_bytes(report.bytes), secs,
+                            human_bytes((report.bytes as f64 / secs.max(1e-9)) as u64),
+                            thousands((report.keys as f64 / secs.max(1e-9)) as u64), pump.processed
                         );
+                        notifier.send("STATUS=streaming");
                         status.update(|s| {
-                            s.phase = Phase::Stream;
+                            s.set_phase(Phase::Stream);
+                            s.written.keys += report.keys;
                             s.snapshot.done = true;
                             s.snapshot.keys = report.keys;
                             s.snapshot.bytes_read = report.bytes;
@@ -246,6 +327,7 @@ pub async fn run(
                         writer.push().await.map_err(|e| SyncError::Target(e.to_string()))?;
                     }
                     SourceItem::Continue { replid: id, offset } => {
+                        link_starts.fetch_add(1, Ordering::SeqCst);
                         info!(replid = %id, offset, "partial resync accepted: continuing the stream");
                         replid = Some(id);
                     }
@@ -257,14 +339,36 @@ pub async fn run(
         }
     };
 
-    // Drain: everything sent is acknowledged before we report the offset.
-    let flushed = writer.flush().await;
+    // Drain: everything sent is acknowledged before we report the offset, within the
+    // drain timeout (what is not acknowledged by then is simply not counted as applied).
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    if let Some(b) = bar.take() {
+        b.finish_and_clear();
+    }
+    let flushed = match tokio::time::timeout(opts.drain_timeout, writer.flush()).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(
+                in_flight = writer.in_flight(),
+                "drain timeout ({:.0} s) reached: stopping with commands unacknowledged",
+                opts.drain_timeout.as_secs_f64()
+            );
+            Ok(())
+        }
+    };
     let a = pump.applied(&writer);
     applied.store(a, Ordering::Relaxed);
     update_status(&status, &link, &writer, &pump, snapshot.as_ref());
-    status.update(|s| s.phase = Phase::Stopped);
+    status.update(|s| s.set_phase(Phase::Stopped));
     refresher.abort();
-    link.shutdown().await;
+    if tokio::time::timeout(Duration::from_secs(2), link.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("the replica link did not close in 2 s");
+    }
     flushed.map_err(|e| SyncError::Target(e.to_string()))?;
     outcome?;
     info!(
@@ -294,12 +398,25 @@ fn update_status(
             s.snapshot.keys = sn.keys;
             s.snapshot.keys_skipped_expired = sn.expired;
         }
+        // The target made progress: it had nothing to do, or something moved since the
+        // last update.
+        if st.in_flight == 0
+            || st.commands != s.written.commands
+            || applied != s.stream.applied_offset
+            || s.target_progress_at.is_none()
+        {
+            s.target_progress_at = Some(Instant::now());
+        }
+        s.written.commands = st.commands;
+        s.written.bytes = st.bytes;
         s.stream.received_offset = received;
         s.stream.applied_offset = applied;
         s.stream.lag_bytes = received.saturating_sub(applied);
         s.stream.commands = pump.commands;
         s.in_flight = st.in_flight as u64;
         s.spool_bytes = link.spooled_bytes();
+        s.spool.bytes = s.spool_bytes;
+        s.spool.disk_bytes = link.spool_disk_bytes();
         s.reconnects = link.reconnects();
         s.errors = st
             .errors_by_class
@@ -313,14 +430,27 @@ fn update_status(
     });
 }
 
-async fn refresh_link_status(stats: LinkStats, applied: Arc<AtomicU64>, status: Arc<Status>) {
+async fn refresh_link_status(
+    stats: LinkStats,
+    applied: Arc<AtomicU64>,
+    link_starts: Arc<AtomicU64>,
+    status: Arc<Status>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
         let received = stats.received_offset();
         let applied = applied.load(Ordering::Relaxed);
+        let down = stats.reconnects() > link_starts.load(Ordering::SeqCst).saturating_sub(1);
         status.update(|s| {
+            match (down, s.source_down_since) {
+                (true, None) => s.source_down_since = Some(Instant::now()),
+                (false, Some(_)) => s.source_down_since = None,
+                _ => {}
+            }
             s.spool_bytes = stats.spooled_bytes();
+            s.spool.bytes = s.spool_bytes;
+            s.spool.disk_bytes = stats.spool_disk_bytes();
             s.reconnects = stats.reconnects();
             if s.phase == Phase::Snapshot || s.snapshot.done {
                 s.snapshot.bytes_total = s.snapshot.bytes_total.or(stats.rdb_total());
@@ -338,13 +468,24 @@ fn log_progress(status: &Status) {
     let s = status.snapshot();
     match s.phase {
         Phase::Snapshot => info!(
-            "snapshot: {} keys, {} read",
-            s.snapshot.keys,
-            human_bytes(s.snapshot.bytes_read)
+            "snapshot: {} keys, {} read{}",
+            thousands(s.snapshot.keys),
+            human_bytes(s.snapshot.bytes_read),
+            s.snapshot.bytes_total.map_or(String::new(), |t| format!(
+                " of {} ({:.0}%)",
+                human_bytes(t),
+                100.0 * s.snapshot.bytes_read as f64 / t.max(1) as f64
+            ))
         ),
         Phase::Stream => info!(
-            "stream: applied offset {} (lag {} bytes), {} commands, consistent={}",
-            s.stream.applied_offset, s.stream.lag_bytes, s.stream.commands, s.consistent
+            "stream: applied offset {} (lag {} bytes{}), {} commands, {} in flight, spool {}, consistent={}",
+            s.stream.applied_offset,
+            thousands(s.stream.lag_bytes),
+            s.stream.lag_seconds.map_or(String::new(), |l| format!(", {l:.1} s")),
+            thousands(s.stream.commands),
+            s.in_flight,
+            human_bytes(s.spool.bytes),
+            s.consistent
         ),
         _ => {}
     }
@@ -561,6 +702,10 @@ struct StreamPump {
     started: bool,
     /// Targets older than Redis 6.2 lack `SET … PXAT/EXAT`.
     target_has_set_pxat: bool,
+    /// `[sync] heartbeat_key`, when heartbeats are on.
+    heartbeat_key: Option<Vec<u8>>,
+    /// Heartbeats forwarded and not yet known applied: (offset after it, its time in ms).
+    heartbeats: VecDeque<(u64, i64)>,
 }
 
 impl StreamPump {
@@ -579,6 +724,8 @@ impl StreamPump {
             commands: 0,
             started: false,
             target_has_set_pxat: target.valkey || target.redis_at_least(6, 2),
+            heartbeat_key: None,
+            heartbeats: VecDeque::new(),
         }
     }
 
@@ -726,6 +873,18 @@ impl StreamPump {
                 }
             }
             _ => {
+                if &name[..] == b"SET" && self.heartbeat_key.as_deref() == Some(arg(1)) {
+                    if let Some(ms) = std::str::from_utf8(arg(2))
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                    {
+                        // Bounded: a heartbeat older than 64 others is no longer news.
+                        if self.heartbeats.len() >= 64 {
+                            self.heartbeats.pop_front();
+                        }
+                        self.heartbeats.push_back((end, ms));
+                    }
+                }
                 let raw = match self.rewrite(&name, args) {
                     Some(argv) => {
                         let mut b = Vec::new();
@@ -786,6 +945,122 @@ impl StreamPump {
         out[i + 1] = left.to_string().into_bytes();
         Some(out)
     }
+}
+
+/// The heartbeat lag from the heartbeats the target has applied.
+struct HeartbeatLag {
+    interval: Option<Duration>,
+    /// The newest heartbeat applied: its time on the source (ms) and its measured lag.
+    last: Option<(i64, f64)>,
+}
+
+impl HeartbeatLag {
+    fn new(interval: Option<Duration>) -> HeartbeatLag {
+        HeartbeatLag {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Takes the heartbeats at or below the applied offset `a` off the queue.
+    fn applied(&mut self, queue: &mut VecDeque<(u64, i64)>, a: u64) {
+        let now = now_ms();
+        while let Some(&(end, ms)) = queue.front() {
+            if end > a {
+                break;
+            }
+            queue.pop_front();
+            self.last = Some((ms, (now - ms).max(0) as f64 / 1000.0));
+        }
+    }
+
+    /// The lag measured at the newest arrival, or more when the next heartbeat is overdue
+    /// (the stream is stuck): the time since the newest applied heartbeat, less one interval.
+    fn seconds(&self) -> Option<f64> {
+        let (ms, measured) = self.last?;
+        let since = (now_ms() - ms).max(0) as f64 / 1000.0;
+        let overdue = since - self.interval?.as_secs_f64();
+        Some(measured.max(overdue))
+    }
+}
+
+/// Writes the heartbeat key on the source every interval, until aborted.
+async fn write_heartbeats(ep: Endpoint, hb: HeartbeatConfig, timeout: Duration) {
+    let mut tick = tokio::time::interval(hb.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let px = (hb.interval.as_millis() * 10).max(1000).to_string();
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let now = now_ms().to_string();
+        let argv: [&[u8]; 5] = [
+            b"SET",
+            hb.key.as_bytes(),
+            now.as_bytes(),
+            b"PX",
+            px.as_bytes(),
+        ];
+        match crate::admin::command(&ep, &argv, timeout).await {
+            Ok(_) if failing => {
+                failing = false;
+                info!(key = %hb.key, "heartbeat writes on the source work again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                warn!(key = %hb.key, "heartbeat write on the source failed: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// `1,204,331`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The snapshot's progress bar (indicatif), drawn on standard error: a spinner with the
+/// bytes and rate while the size is unknown (diskless transfers), a bar with an ETA once
+/// the source has announced it.
+fn new_bar() -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(bar_style(
+        "{spinner} snapshot {binary_bytes} {binary_bytes_per_sec} {msg}",
+    ));
+    bar
+}
+
+fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+}
+
+fn draw_bar(bar: &indicatif::ProgressBar, snap: &Snapshot, total: Option<u64>) {
+    if let Some(t) = total {
+        if bar.length() != Some(t) {
+            bar.set_length(t);
+            bar.set_style(bar_style(
+                "snapshot [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            ));
+        }
+    }
+    bar.set_position(snap.bytes);
+    let secs = snap.started.elapsed().as_secs_f64().max(1e-3);
+    bar.set_message(format!(
+        "{} keys ({} keys/s)",
+        thousands(snap.keys),
+        thousands((snap.keys as f64 / secs) as u64)
+    ));
 }
 
 /// The source's current `master_repl_offset`, over a separate connection.

@@ -43,10 +43,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::net::{NetStream, NetWriteHalf};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
@@ -184,12 +183,6 @@ impl ReplicaLink {
         resume: Option<Resume>,
         applied: Arc<AtomicU64>,
     ) -> Result<ReplicaLink, SourceError> {
-        if cfg.endpoint.tls {
-            return Err(SourceError::Unsupported {
-                addr: cfg.endpoint.addr(),
-                what: "TLS (rediss://)".into(),
-            });
-        }
         let resume = resume.map(|r| (r.replid, r.offset));
         let mut backoff = Backoff::new(cfg.retry_backoff);
         let est = loop {
@@ -653,7 +646,7 @@ impl Drop for AbortOnDrop {
 /// master that buffers the stream for us while the consumer applies a long snapshot would
 /// eventually drop us for its output buffer).
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: NetWriteHalf,
     shared: Arc<Shared>,
     mut first_ack: mpsc::Receiver<u64>,
     awaiting_stream: Arc<AtomicBool>,
@@ -731,7 +724,7 @@ enum Failure {
 
 /// A connection during the handshake: the socket and what was read but not yet used.
 struct Conn {
-    stream: TcpStream,
+    stream: NetStream,
     buf: BytesMut,
     addr: String,
 }
@@ -791,7 +784,7 @@ async fn establish(
 
 async fn connect(cfg: &ReplicaConfig) -> Result<Conn, Failure> {
     let addr = cfg.endpoint.addr();
-    let stream = match timeout(cfg.connect_timeout, TcpStream::connect(&addr)).await {
+    let stream = match timeout(cfg.connect_timeout, crate::net::connect(&cfg.endpoint)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(Failure::Lost(e.to_string())),
         Err(_) => {

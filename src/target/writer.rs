@@ -75,9 +75,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::IoSlice;
 use std::time::Duration;
 
+use crate::net::NetStream;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::cmd::{command_args, split_commands, Cmd, CmdKind};
 use super::error::{Rejection, TargetError};
@@ -300,7 +300,7 @@ pub struct Writer {
     cfg: WriterConfig,
     info: ServerInfo,
     target: String,
-    stream: TcpStream,
+    stream: NetStream,
 
     // Writing: queued bytes not yet on the socket.
     out: VecDeque<Bytes>,
@@ -349,15 +349,10 @@ impl Writer {
     /// selects the URL's db.
     pub async fn connect(cfg: WriterConfig) -> Result<Writer, TargetError> {
         let target = cfg.endpoint.to_string();
-        if cfg.endpoint.tls {
-            return Err(TargetError::Unsupported {
-                target,
-                message: "TLS (rediss://) is not supported by this build; use redis://".into(),
-            });
-        }
-        let addr = cfg.endpoint.addr();
         let stream =
-            match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&addr)).await {
+            match tokio::time::timeout(cfg.connect_timeout, crate::net::connect(&cfg.endpoint))
+                .await
+            {
                 Err(_) => {
                     return Err(TargetError::ConnectTimeout {
                         target,
