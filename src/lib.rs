@@ -27,6 +27,7 @@
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod endpoint;
 pub mod inspect;
