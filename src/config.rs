@@ -36,6 +36,34 @@ pub struct EndpointConfig {
     pub password: Option<String>,
     /// A file whose first line is the password.
     pub password_file: Option<PathBuf>,
+    /// `auto` (INFO `cluster_enabled`), `yes` or `no`. Target only for now.
+    pub cluster: ClusterCfg,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterCfg {
+    #[default]
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DbCollisionCfg {
+    #[default]
+    Error,
+    Overwrite,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CrossSlotCfg {
+    #[default]
+    Split,
+    Skip,
+    Stop,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -45,6 +73,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_file", &self.password_file)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -112,6 +141,12 @@ pub struct TransformSection {
     pub batch_bytes: usize,
     /// Largest value sent as one RESTORE.
     pub restore_max: usize,
+    /// Source db → `"DB"` or `"DB:PREFIX"` on the target (keys: source db numbers).
+    pub db_map: std::collections::BTreeMap<String, String>,
+    /// Two source keys that the mapping could make one target key: error | overwrite.
+    pub db_collision: DbCollisionCfg,
+    /// Cluster target, keys of one command in several slots: split | skip | stop.
+    pub cross_slot: CrossSlotCfg,
 }
 
 impl Default for TransformSection {
@@ -124,6 +159,9 @@ impl Default for TransformSection {
             batch_elems: r.batch_elems,
             batch_bytes: r.batch_bytes,
             restore_max: r.restore_max,
+            db_map: Default::default(),
+            db_collision: DbCollisionCfg::Error,
+            cross_slot: CrossSlotCfg::Split,
         }
     }
 }
@@ -164,6 +202,8 @@ pub struct AdvancedSection {
     /// Largest element held whole (keys, fields, members, compact blobs, one command).
     pub max_element: usize,
     pub connect_timeout_ms: u64,
+    /// How often a cluster target's slot map is read again, milliseconds.
+    pub cluster_refresh_ms: u64,
 }
 
 impl Default for AdvancedSection {
@@ -172,6 +212,7 @@ impl Default for AdvancedSection {
             chunk_threshold: 1 << 20,
             max_element: 512 << 20,
             connect_timeout_ms: crate::source::replica::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
+            cluster_refresh_ms: 10_000,
         }
     }
 }
@@ -215,6 +256,57 @@ impl Config {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.advanced.connect_timeout_ms)
+    }
+
+    /// `[transform] db_map` checked and parsed; errors name the key.
+    pub fn db_map(&self) -> Result<crate::target::dbmap::DbMap, String> {
+        let mut rules = std::collections::BTreeMap::new();
+        for (k, v) in &self.transform.db_map {
+            let db: u32 = k
+                .trim()
+                .parse()
+                .map_err(|_| format!("[transform] db_map: key `{k}` is not a source db number"))?;
+            let rule = crate::target::dbmap::DbMap::parse_rule(v)
+                .map_err(|e| format!("[transform] db_map.{k}: {e}"))?;
+            rules.insert(db, rule);
+        }
+        Ok(crate::target::dbmap::DbMap::new(rules))
+    }
+
+    /// The sink settings: cluster mode and routing, db mapping.
+    pub fn sink_options(&self) -> Result<crate::target::SinkOptions, String> {
+        use crate::target::cluster::{ClusterOptions, CrossSlot};
+        use crate::target::dbmap::Collision;
+        if self.source.cluster == ClusterCfg::Yes {
+            return Err(
+                "[source] cluster = \"yes\": cluster sources are not supported by this build"
+                    .into(),
+            );
+        }
+        if self.advanced.cluster_refresh_ms == 0 {
+            return Err("[advanced] cluster_refresh_ms must be at least 1".into());
+        }
+        Ok(crate::target::SinkOptions {
+            cluster: match self.target.cluster {
+                ClusterCfg::Auto => crate::target::ClusterMode::Auto,
+                ClusterCfg::Yes => crate::target::ClusterMode::Yes,
+                ClusterCfg::No => crate::target::ClusterMode::No,
+            },
+            cluster_opts: ClusterOptions {
+                cross_slot: match self.transform.cross_slot {
+                    CrossSlotCfg::Split => CrossSlot::Split,
+                    CrossSlotCfg::Skip => CrossSlot::Skip,
+                    CrossSlotCfg::Stop => CrossSlot::Stop,
+                },
+                refresh_interval: Duration::from_millis(self.advanced.cluster_refresh_ms),
+                ..Default::default()
+            },
+            db_map: self.db_map()?,
+            db_collision: match self.transform.db_collision {
+                DbCollisionCfg::Error => Collision::Error,
+                DbCollisionCfg::Overwrite => Collision::Overwrite,
+            },
+        })
     }
 }
 
@@ -305,6 +397,24 @@ mod tests {
             .to_string();
         assert!(e.contains("FERRY_NOPE"), "{e}");
     }
+
+    #[test]
+    fn db_map_and_cluster_keys_are_validated() {
+        let c = Config::parse(
+            "[target]\ncluster = \"yes\"\n[transform]\ndb_map = { \"3\" = \"0:db3:\", \"0\" = \"0\" }\ncross_slot = \"stop\"\n",
+            "t",
+        )
+        .unwrap();
+        let o = c.sink_options().unwrap();
+        assert_eq!(o.db_map.key(3, b"k"), (0, Some(b"db3:k".to_vec())));
+        assert_eq!(o.cluster, crate::target::ClusterMode::Yes);
+        let c = Config::parse("[transform]\ndb_map = { \"x\" = \"0\" }\n", "t").unwrap();
+        assert!(c.sink_options().unwrap_err().contains("db_map"));
+        let c = Config::parse("[transform]\ndb_map = { \"1\" = \"zero\" }\n", "t").unwrap();
+        assert!(c.sink_options().unwrap_err().contains("db_map.1"));
+        assert!(Config::parse("[transform]\ncross_slot = \"maybe\"\n", "t").is_err());
+        assert!(Config::parse("[target]\ncluster = \"perhaps\"\n", "t").is_err());
+    }
 }
 
 #[cfg(test)]
@@ -329,5 +439,11 @@ mod example_tests {
         assert_eq!(c.advanced.chunk_threshold, d.advanced.chunk_threshold);
         assert_eq!(c.advanced.max_element, d.advanced.max_element);
         assert_eq!(c.log.progress_interval, d.log.progress_interval);
+        assert_eq!(c.target.cluster, d.target.cluster);
+        assert_eq!(c.transform.db_map, d.transform.db_map);
+        assert_eq!(c.transform.db_collision, d.transform.db_collision);
+        assert_eq!(c.transform.cross_slot, d.transform.cross_slot);
+        assert_eq!(c.advanced.cluster_refresh_ms, d.advanced.cluster_refresh_ms);
+        assert!(c.sink_options().is_ok());
     }
 }

@@ -208,9 +208,17 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         conflict,
         restore_max: cfg.transform.restore_max,
     };
+    let sink = match cfg.sink_options() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = ferry::sync::SyncOptions {
         replica,
         writer,
+        sink,
         rewrite,
         decoder: DecoderConfig {
             chunk_threshold: cfg.advanced.chunk_threshold,

@@ -21,7 +21,8 @@ use crate::rdb::{self, Decoder, DecoderConfig, Event, Flavor, Step};
 use crate::resp::{self, Frame};
 use crate::source::{human_bytes, LinkStats, ReplicaConfig, ReplicaLink, SourceItem};
 use crate::status::{Phase, Status};
-use crate::target::{Cmd, CmdKind, Writer, WriterConfig};
+// `Writer` here is the sink: one writer, or a router over a cluster's masters.
+use crate::target::{Cmd, CmdKind, Sink as Writer, SinkOptions, WriterConfig};
 use crate::transform::{KeyRewriter, RewriteConfig};
 
 /// Everything a sync needs, resolved from the config and the command line.
@@ -29,6 +30,8 @@ use crate::transform::{KeyRewriter, RewriteConfig};
 pub struct SyncOptions {
     pub replica: ReplicaConfig,
     pub writer: WriterConfig,
+    /// Cluster routing and the db mapping.
+    pub sink: SinkOptions,
     pub rewrite: RewriteConfig,
     pub decoder: DecoderConfig,
     /// Largest replication command held whole (one command is forwarded as one unit).
@@ -69,9 +72,18 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
-    let mut writer = Writer::connect(opts.writer.clone())
+    let mut writer = Writer::connect(opts.writer.clone(), opts.sink.clone())
         .await
         .map_err(|e| SyncError::Target(e.to_string()))?;
+    let keyspace = info_section(
+        &opts.replica.endpoint,
+        "keyspace",
+        opts.replica.connect_timeout,
+    )
+    .await
+    .map_err(SyncError::Source)?;
+    crate::target::dbmap::check_start(&opts.sink, &keyspace, writer.is_cluster())
+        .map_err(SyncError::Target)?;
     let target_info = writer.info().clone();
     info!(target = %opts.writer.endpoint, version = ?target_info.version, valkey = target_info.valkey, "target connected");
 
@@ -318,6 +330,7 @@ struct Snapshot {
     bytes: u64,
     started: Instant,
     out: Vec<Cmd>,
+    db_map: crate::target::dbmap::DbMap,
 }
 
 struct SnapReport {
@@ -344,6 +357,7 @@ impl Snapshot {
             bytes: 0,
             started: Instant::now(),
             out: Vec::new(),
+            db_map: opts.sink.db_map.clone(),
         }
     }
 
@@ -367,6 +381,7 @@ impl Snapshot {
                 keys,
                 expired,
                 out,
+                db_map,
                 ..
             } = self;
             let (used, step) = dec.step(buf).map_err(SnapError::Rdb)?;
@@ -395,6 +410,12 @@ impl Snapshot {
                             }
                         }
                         Event::Key(k) => {
+                            let renamed = db_map.key(k.db as u32, k.key);
+                            let k = rdb::KeyInfo {
+                                db: u64::from(renamed.0),
+                                key: renamed.1.as_deref().unwrap_or(k.key),
+                                ..k
+                            };
                             *keys += 1;
                             let now = now_ms();
                             if k.expire_ms.is_some_and(|e| e <= now) {

@@ -1,0 +1,251 @@
+//! What the sync writes to: one [`Writer`] for a standalone target, a [`ClusterWriter`]
+//! for a cluster (detected from INFO `cluster_enabled`, or forced), with the db mapping
+//! ([`DbMap`]) applied to the verbatim commands of the replication stream on the way.
+//!
+//! The snapshot's keys are mapped before they are rewritten (`sync` renames them, so
+//! that helper keys stay in the renamed key's slot); a `Cmd` that names its key is
+//! therefore taken as already mapped. A `Cmd` without a key (a verbatim stream command)
+//! carries the source db: its db is mapped, `SELECT`s in it are mapped, and with a
+//! prefix its keys (found by the target's command table) are renamed.
+
+use bytes::Bytes;
+
+use super::cluster::{ClusterOptions, ClusterWriter};
+use super::cmd::{command_args, split_commands, Cmd, CmdKind};
+use super::dbmap::DbMap;
+use super::error::TargetError;
+use super::info::ServerInfo;
+use super::oneshot;
+use super::writer::{Writer, WriterConfig, WriterStats};
+use crate::cluster::KeyFinder;
+use crate::resp;
+
+/// Whether the target is treated as a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterMode {
+    /// As INFO `cluster_enabled` says.
+    #[default]
+    Auto,
+    Yes,
+    No,
+}
+
+/// How the sink is set up beyond one writer.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    pub cluster: ClusterMode,
+    pub cluster_opts: ClusterOptions,
+    pub db_map: DbMap,
+    pub db_collision: super::dbmap::Collision,
+}
+
+enum Inner {
+    Single(Writer),
+    Cluster(Box<ClusterWriter>),
+}
+
+/// A standalone writer or a cluster router, behind one interface.
+pub struct Sink {
+    inner: Inner,
+    map: DbMap,
+    /// For renaming keys (a mapping with prefixes).
+    keys: Option<KeyFinder>,
+    info: ServerInfo,
+}
+
+macro_rules! both {
+    ($self:ident, $w:ident => $e:expr) => {
+        match &mut $self.inner {
+            Inner::Single($w) => $e,
+            Inner::Cluster($w) => $e,
+        }
+    };
+}
+
+impl Sink {
+    pub async fn connect(cfg: WriterConfig, opts: SinkOptions) -> Result<Sink, TargetError> {
+        let timeout = cfg.connect_timeout;
+        let seed = Writer::connect(cfg.clone()).await?;
+        let mut info = seed.info().clone();
+        let cluster = match opts.cluster {
+            ClusterMode::Auto => info.cluster,
+            ClusterMode::Yes => true,
+            ClusterMode::No => false,
+        };
+        let inner = if cluster {
+            drop(seed);
+            info.cluster = true;
+            if cfg.endpoint.db.is_some_and(|d| d != 0) {
+                return Err(TargetError::Invalid {
+                    target: cfg.endpoint.to_string(),
+                    message: "a cluster has db 0 only: drop the db from the target URL".into(),
+                });
+            }
+            let cw = ClusterWriter::connect(cfg.clone(), opts.cluster_opts.clone(), info.clone())
+                .await?;
+            Inner::Cluster(Box::new(cw))
+        } else {
+            Inner::Single(seed)
+        };
+        let keys = if opts.db_map.has_prefix() {
+            let r = oneshot::call(&cfg.endpoint, &[&[b"COMMAND"]], timeout)
+                .await
+                .map_err(|message| TargetError::Unsupported {
+                    target: cfg.endpoint.to_string(),
+                    message,
+                })?;
+            let kf = r
+                .first()
+                .filter(|f| !f.is_error())
+                .ok_or_else(|| "COMMAND failed".to_string())
+                .and_then(KeyFinder::from_command_reply)
+                .map_err(|message| TargetError::Unsupported {
+                    target: cfg.endpoint.to_string(),
+                    message: format!("{message}: needed to rename keys for [transform] db_map"),
+                })?;
+            Some(kf)
+        } else {
+            None
+        };
+        Ok(Sink {
+            inner,
+            map: opts.db_map,
+            keys,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterWriter> {
+        match &self.inner {
+            Inner::Cluster(c) => Some(c),
+            Inner::Single(_) => None,
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        match &self.inner {
+            Inner::Single(w) => w.target(),
+            Inner::Cluster(c) => c.target(),
+        }
+    }
+
+    pub async fn send(&mut self, cmd: Cmd) -> Result<(), TargetError> {
+        let cmd =
+            if self.map.is_identity() || cmd.kind.key().is_some() || cmd.kind == CmdKind::Script {
+                cmd
+            } else {
+                self.map_verbatim(cmd)?
+            };
+        both!(self, w => w.send(cmd).await)
+    }
+
+    /// Maps the db, the SELECTs and (with a prefix) the keys of verbatim commands.
+    fn map_verbatim(&self, cmd: Cmd) -> Result<Cmd, TargetError> {
+        let Some(src_db) = cmd.db else {
+            return Ok(cmd);
+        };
+        let (tdb, prefix) = self.map.map(src_db);
+        let simple = prefix.is_empty() && !(cmd.n > 1 && self.map.has_prefix());
+        let has_select = cmd.n > 1 && contains_select(&cmd.bytes);
+        if simple && !has_select {
+            return Ok(Cmd {
+                db: Some(tdb),
+                ..cmd
+            });
+        }
+        let ranges =
+            split_commands(&cmd.bytes, cmd.n as usize).ok_or_else(|| TargetError::Invalid {
+                target: self.target().to_string(),
+                message: format!(
+                    "a Cmd's bytes do not hold the {} RESP commands it claims",
+                    cmd.n
+                ),
+            })?;
+        let mut out = Vec::with_capacity(cmd.bytes.len() + 16);
+        let mut db = src_db;
+        for r in ranges {
+            let args = command_args(&cmd.bytes[r.clone()]);
+            let name = args
+                .first()
+                .map(|n| n.to_ascii_uppercase())
+                .unwrap_or_default();
+            if name == b"SELECT" {
+                if let Some(d) = args
+                    .get(1)
+                    .and_then(|a| std::str::from_utf8(a).ok())
+                    .and_then(|s| s.parse().ok())
+                {
+                    db = d;
+                    let t = self.map.map(d).0.to_string();
+                    resp::encode_command(&mut out, &[b"SELECT".as_slice(), t.as_bytes()]);
+                    continue;
+                }
+            }
+            let (_, p) = self.map.map(db);
+            if p.is_empty() || self.keys.is_none() {
+                out.extend_from_slice(&cmd.bytes[r]);
+                continue;
+            }
+            let pos = self
+                .keys
+                .as_ref()
+                .and_then(|k| k.key_positions(&args).ok())
+                .unwrap_or_default();
+            let mut owned: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+            for i in pos {
+                owned[i] = [p, args[i]].concat();
+            }
+            resp::encode_command(&mut out, &owned);
+        }
+        Ok(Cmd {
+            db: Some(tdb),
+            bytes: Bytes::from(out),
+            ..cmd
+        })
+    }
+
+    pub async fn push(&mut self) -> Result<(), TargetError> {
+        both!(self, w => w.push().await)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), TargetError> {
+        both!(self, w => w.flush().await)
+    }
+
+    pub async fn recv(&mut self) -> Result<(), TargetError> {
+        both!(self, w => w.recv().await)
+    }
+
+    pub fn acked_tag(&self) -> u64 {
+        match &self.inner {
+            Inner::Single(w) => w.acked_tag(),
+            Inner::Cluster(c) => c.acked_tag(),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        match &self.inner {
+            Inner::Single(w) => w.in_flight(),
+            Inner::Cluster(c) => c.in_flight(),
+        }
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        match &self.inner {
+            Inner::Single(w) => w.stats(),
+            Inner::Cluster(c) => c.stats(),
+        }
+    }
+}
+
+fn contains_select(b: &[u8]) -> bool {
+    b.windows(8).any(|w| w.eq_ignore_ascii_case(b"\r\nSELECT"))
+}
