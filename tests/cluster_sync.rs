@@ -110,8 +110,8 @@ fn cluster_workload(
                 "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])".into(),
                 "2".into(),
                 format!("{{cw:ev}}:{}", n % 5),
-                format!("{r}"),
                 "{cw:ev}:n".into(),
+                format!("{r}"),
             ],
             13 => vec!["SETEX".into(), k("ex", 20), "5000".into(), "v".into()],
             14 => vec!["LPOP".into(), k("l", 10)],
@@ -232,9 +232,21 @@ fn multi_db_into_cluster_with_db_map_valkey_9_1() {
         &["--config", cfg.to_str().expect("utf-8")],
     );
     writer.join().expect("workload");
-    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    // In the stream: db 3 gets keys (hash-tagged into several slots), is flushed (only
+    // db3:* may go on the target, on every master), and gets one key back.
+    let mut c = source.client();
+    c.select(3);
+    for i in 0..30 {
+        c.ok(&["SET", &format!("gone:{i}"), "x"]);
+    }
+    c.ok(&["FLUSHDB"]);
+    c.ok(&["SET", "kept", "y"]);
+    c.select(0);
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
     ferry_proc::stop(ferry);
+    assert_eq!(status["errors"], serde_json::json!({}), "no command refused: {status}");
     let src = read_back(&mut source.client(), &spec, &[0, 1, 2, 3, 5]);
+    assert!(src.keys.contains_key(&(3, b"kept".to_vec())) && src.keys.keys().filter(|k| k.0 == 0).count() > 5000);
     let mut expected = Model {
         functions: src.functions.clone(),
         ..Default::default()

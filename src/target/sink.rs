@@ -153,6 +153,13 @@ impl Sink {
             return Ok(cmd);
         };
         let (tdb, prefix) = self.map.map(src_db);
+        if cmd.n == 1 && !prefix.is_empty() && is_flushdb(&cmd.bytes) {
+            // The target db holds other source dbs too: delete this db's prefix only, on
+            // every master of a cluster.
+            let mut c = Cmd::from_args(Some(tdb), &flush_prefix_args(prefix), CmdKind::Script);
+            c.tag = cmd.tag;
+            return Ok(c);
+        }
         let simple = prefix.is_empty() && !(cmd.n > 1 && self.map.has_prefix());
         let has_select = cmd.n > 1 && contains_select(&cmd.bytes);
         if simple && !has_select {
@@ -190,6 +197,10 @@ impl Sink {
                 }
             }
             let (_, p) = self.map.map(db);
+            if !p.is_empty() && name == b"FLUSHDB" {
+                resp::encode_command(&mut out, &flush_prefix_args(p));
+                continue;
+            }
             if p.is_empty() || self.keys.is_none() {
                 out.extend_from_slice(&cmd.bytes[r]);
                 continue;
@@ -244,6 +255,42 @@ impl Sink {
             Inner::Cluster(c) => c.stats(),
         }
     }
+}
+
+/// Deletes every key that starts with a prefix (SCAN MATCH + DEL, in a script so that it
+/// runs in order with the stream). Effects replication is switched on where the server
+/// has it (3.2–4.0 refuse writes after SCAN otherwise).
+const FLUSH_PREFIX_SCRIPT: &str = "\
+if redis.replicate_commands then redis.replicate_commands() end \
+local c = '0' local n = 0 \
+repeat \
+  local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000) \
+  c = r[1] \
+  for _, k in ipairs(r[2]) do redis.call('DEL', k) n = n + 1 end \
+until c == '0' \
+return n";
+
+fn flush_prefix_args(prefix: &[u8]) -> Vec<Vec<u8>> {
+    let mut pattern = Vec::with_capacity(prefix.len() + 2);
+    for &b in prefix {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(b);
+    }
+    pattern.push(b'*');
+    vec![
+        b"EVAL".to_vec(),
+        FLUSH_PREFIX_SCRIPT.as_bytes().to_vec(),
+        b"0".to_vec(),
+        pattern,
+    ]
+}
+
+fn is_flushdb(bytes: &[u8]) -> bool {
+    command_args(bytes)
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"FLUSHDB"))
 }
 
 fn contains_select(b: &[u8]) -> bool {
