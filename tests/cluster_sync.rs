@@ -244,9 +244,16 @@ fn multi_db_into_cluster_with_db_map_valkey_9_1() {
     c.select(0);
     let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
     ferry_proc::stop(ferry);
-    assert_eq!(status["errors"], serde_json::json!({}), "no command refused: {status}");
+    assert_eq!(
+        status["errors"],
+        serde_json::json!({}),
+        "no command refused: {status}"
+    );
     let src = read_back(&mut source.client(), &spec, &[0, 1, 2, 3, 5]);
-    assert!(src.keys.contains_key(&(3, b"kept".to_vec())) && src.keys.keys().filter(|k| k.0 == 0).count() > 5000);
+    assert!(
+        src.keys.contains_key(&(3, b"kept".to_vec()))
+            && src.keys.keys().filter(|k| k.0 == 0).count() > 5000
+    );
     let mut expected = Model {
         functions: src.functions.clone(),
         ..Default::default()
@@ -281,7 +288,7 @@ fn non_zero_db_into_cluster_without_mapping_stops_at_start() {
 
 /// Moves `slot` from the master that owns it to `to`, key by key, the way
 /// `redis-cli --cluster reshard` does.
-fn migrate_slot(cluster: &Cluster, slot: u16, to: &Server) {
+fn migrate_slot(cluster: &Cluster, slot: u16, to: &Server, before_done: impl FnOnce()) {
     let from = cluster.owner(slot);
     let (from_id, to_id) = (node_id(from), node_id(to));
     let s = slot.to_string();
@@ -316,6 +323,7 @@ fn migrate_slot(cluster: &Cluster, slot: u16, to: &Server) {
         // Let writes hit the half-migrated slot (ASK for moved keys).
         std::thread::sleep(Duration::from_millis(20));
     }
+    before_done();
     for n in &cluster.nodes {
         n.client()
             .cmd_str(&["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
@@ -371,7 +379,17 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
         .into_iter()
         .find(|m| m.port() != owner)
         .expect("another master");
-    migrate_slot(&cluster, slot, to);
+    migrate_slot(&cluster, slot, to, || {
+        // Keys of the slot written now are on neither side yet: the old owner answers
+        // ASK, and ferry must send ASKING + the command to the importing node.
+        let mut c = source.client();
+        for i in 0..20 {
+            let key = format!("{{cw:s:1}}:asked:{i}");
+            c.ok(&["SET", &key, "a"]);
+        }
+        let want = offset(&source)();
+        ferry_proc::wait_applied(&mut ferry, want, SYNC_TIMEOUT);
+    });
     cluster.wait_ok();
     std::thread::sleep(Duration::from_millis(500));
 
@@ -387,4 +405,15 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
         actual.keys.len(),
         status["errors"]
     );
+    assert!(
+        status["errors"]["MOVED"].as_u64() > Some(0),
+        "the failover moved slots: {status}"
+    );
+    assert!(
+        status["errors"]["ASK"].as_u64() > Some(0),
+        "the migration asked: {status}"
+    );
+    assert!(actual
+        .keys
+        .contains_key(&(0, b"{cw:s:1}:asked:19".to_vec())));
 }

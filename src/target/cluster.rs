@@ -153,7 +153,10 @@ pub struct ClusterWriter {
     cross_errors: u64,
 }
 
+/// A command's part for one slot: (slot, goes to every master, arguments).
 type Piece = (Option<u16>, bool, Vec<Vec<u8>>);
+/// Commands of one slot of a split transaction.
+type Group = (Option<u16>, bool, Vec<Vec<Vec<u8>>>);
 
 impl ClusterWriter {
     /// Reads the slot map and the command table from the seed (`cfg.endpoint`, whose
@@ -183,9 +186,11 @@ impl ClusterWriter {
             .map_err(&unsupported)?;
         let keys = match reply.first() {
             Some(f) if !f.is_error() => KeyFinder::from_command_reply(f).map_err(&unsupported)?,
-            other => return Err(unsupported(format!(
+            other => {
+                return Err(unsupported(format!(
                 "COMMAND failed ({other:?}): ferry needs the target's command table to find keys"
-            ))),
+            )))
+            }
         };
         let mut cw = ClusterWriter {
             cfg,
@@ -517,14 +522,18 @@ impl ClusterWriter {
         match self.opts.cross_slot {
             CrossSlot::Split => {
                 self.router.split_non_atomic += 1;
-                tracing::warn!(
-                    target = %self.target,
-                    slots = slots.len(),
-                    "a MULTI/EXEC from the source spans several cluster slots: applied as one \
-                     transaction per slot (not atomic across them)"
-                );
+                let n = self.router.split_non_atomic;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        target = %self.target,
+                        slots = slots.len(),
+                        count = n,
+                        "a MULTI/EXEC from the source spans several cluster slots: applied as one \
+                         transaction per slot (not atomic across them); logged at powers of two"
+                    );
+                }
                 // Group per slot, keeping the order within each.
-                let mut groups: Vec<(Option<u16>, bool, Vec<Vec<Vec<u8>>>)> = Vec::new();
+                let mut groups: Vec<Group> = Vec::new();
                 for (slot, bc, args) in pieces {
                     match groups.iter_mut().find(|g| g.0 == slot && g.1 == bc && !bc) {
                         Some(g) => g.2.push(args),
@@ -588,7 +597,10 @@ impl ClusterWriter {
                 self.router.split += 1;
                 if name == b"MSETNX" {
                     self.router.split_non_atomic += 1;
-                    tracing::warn!(target = %self.target, "MSETNX across slots applied as one MSET per slot (it succeeded on the source)");
+                    let n = self.router.split_non_atomic;
+                    if n.is_power_of_two() {
+                        tracing::warn!(target = %self.target, count = n, "MSETNX across slots applied as one MSET per slot (it succeeded on the source); logged at powers of two");
+                    }
                 }
                 for (s, a) in parts {
                     out.push((Some(s), false, a));

@@ -40,7 +40,7 @@ pub struct SinkOptions {
 }
 
 enum Inner {
-    Single(Writer),
+    Single(Box<Writer>),
     Cluster(Box<ClusterWriter>),
 }
 
@@ -85,7 +85,7 @@ impl Sink {
                 .await?;
             Inner::Cluster(Box::new(cw))
         } else {
-            Inner::Single(seed)
+            Inner::Single(Box::new(seed))
         };
         let keys = if opts.db_map.has_prefix() {
             let r = oneshot::call(&cfg.endpoint, &[&[b"COMMAND"]], timeout)

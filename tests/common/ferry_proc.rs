@@ -98,6 +98,29 @@ pub fn wait_consistent(
     }
 }
 
+/// Waits until ferry's applied offset reaches `want` (writes may still be running, so
+/// `consistent` is not required).
+pub fn wait_applied(f: &mut Ferry, want: u64, timeout: Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(code)) = f.child.try_wait() {
+            panic!("ferry exited early with {code}:\n{}", log_tail(f, 30));
+        }
+        if let Some(s) = get_status(&f.status) {
+            if s["stream"]["applied_offset"].as_u64().unwrap_or(0) >= want {
+                return;
+            }
+        }
+        if t0.elapsed() > timeout {
+            panic!(
+                "applied offset {want} not reached in {timeout:?}:\n{}",
+                log_tail(f, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits for ferry to exit by itself; returns its exit code and log.
 pub fn wait_exit(f: &mut Ferry, timeout: Duration) -> (Option<i32>, String) {
     let t0 = Instant::now();
