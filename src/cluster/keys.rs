@@ -39,6 +39,8 @@ enum Find {
 struct KeySpec {
     begin: Begin,
     find: Find,
+    /// Flagged `incomplete`: the spec does not find every key (SORT's STORE).
+    incomplete: bool,
 }
 
 /// What one command's reply entry says about its keys.
@@ -127,7 +129,14 @@ fn parse_spec(f: &Frame) -> KeySpec {
         },
         _ => Find::Unknown,
     };
-    KeySpec { begin, find }
+    let incomplete = flag_set(get("flags"))
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case("incomplete"));
+    KeySpec {
+        begin,
+        find,
+        incomplete,
+    }
 }
 
 impl KeyFinder {
@@ -203,7 +212,17 @@ impl KeyFinder {
             _ => top,
         };
         if !ck.specs.is_empty() {
-            return by_specs(&ck.specs, args).ok_or_else(|| KeyError::Malformed(show()));
+            // As the server does: the specs when they are complete and apply, else the
+            // command's own key procedure (here: the built-in table).
+            let complete = !ck.specs.iter().any(|s| s.incomplete);
+            let found = if complete { by_specs(&ck.specs, args) } else { None };
+            return match found {
+                Some(v) => Ok(v),
+                None => builtin_movable(&lname, args)
+                    .flatten()
+                    .or_else(|| by_specs(&ck.specs, args))
+                    .ok_or_else(|| KeyError::Malformed(show())),
+            };
         }
         if ck.movable || (ck.first == 0 && builtin_movable(&lname, args).is_some()) {
             return builtin_movable(&lname, args)
@@ -425,6 +444,9 @@ mod tests {
             arr(vec![b("keyword"), b(k), b("startfrom"), i(from)]),
         ])
     }
+    fn unknown() -> Frame {
+        arr(vec![b("type"), b("unknown"), b("spec"), arr(vec![])])
+    }
     fn range(last: i64, step: i64, limit: i64) -> Frame {
         arr(vec![
             b("type"),
@@ -524,15 +546,19 @@ mod tests {
                 ],
                 vec![],
             ),
-            // SORT: the key, then STORE's argument found by keyword from the end.
+            // SORT as 7.2 describes it: the key, then `unknown` specs for BY/GET and
+            // STORE: the built-in procedure finds STORE's key, as the server's does.
             modern(
                 "sort",
                 vec![
                     spec(index(1), range(0, 1, 0)),
-                    spec(keyword("STORE", -1), range(0, 1, 0)),
+                    spec(unknown(), unknown()),
+                    spec(unknown(), unknown()),
                 ],
                 vec![],
             ),
+            // A spec with a keyword searched from the end.
+            modern("lastkw", vec![spec(keyword("STORE", -1), range(0, 1, 0))], vec![]),
             // XREAD-like: the keys are half of what follows STREAMS.
             modern(
                 "xread",
@@ -557,6 +583,7 @@ mod tests {
         assert_eq!(pos(&kf, "LMOVE a b LEFT RIGHT"), Ok(vec![1, 2]));
         assert_eq!(pos(&kf, "SORT l BY w STORE d"), Ok(vec![1, 5]));
         assert_eq!(pos(&kf, "SORT l"), Ok(vec![1]));
+        assert_eq!(pos(&kf, "LASTKW a STORE b c STORE d"), Ok(vec![6]));
         assert_eq!(pos(&kf, "XREAD COUNT 2 STREAMS a b 0 0"), Ok(vec![4, 5]));
         assert_eq!(pos(&kf, "XGROUP CREATE s g $"), Ok(vec![2]));
         assert_eq!(pos(&kf, "FLUSHALL"), Ok(vec![]));
