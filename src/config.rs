@@ -36,7 +36,8 @@ pub struct EndpointConfig {
     pub password: Option<String>,
     /// A file whose first line is the password.
     pub password_file: Option<PathBuf>,
-    /// `auto` (INFO `cluster_enabled`), `yes` or `no`. Target only for now.
+    /// `auto` (INFO `cluster_enabled`), `yes` or `no`. A cluster source is read with one
+    /// replica link per master; a cluster target is written by slot.
     pub cluster: ClusterCfg,
 }
 
@@ -273,16 +274,19 @@ impl Config {
         Ok(crate::target::dbmap::DbMap::new(rules))
     }
 
+    /// Whether the source is read as a cluster (`None`: as INFO says).
+    pub fn source_cluster(&self) -> Option<bool> {
+        match self.source.cluster {
+            ClusterCfg::Auto => None,
+            ClusterCfg::Yes => Some(true),
+            ClusterCfg::No => Some(false),
+        }
+    }
+
     /// The sink settings: cluster mode and routing, db mapping.
     pub fn sink_options(&self) -> Result<crate::target::SinkOptions, String> {
         use crate::target::cluster::{ClusterOptions, CrossSlot};
         use crate::target::dbmap::Collision;
-        if self.source.cluster == ClusterCfg::Yes {
-            return Err(
-                "[source] cluster = \"yes\": cluster sources are not supported by this build"
-                    .into(),
-            );
-        }
         if self.advanced.cluster_refresh_ms == 0 {
             return Err("[advanced] cluster_refresh_ms must be at least 1".into());
         }
@@ -306,6 +310,7 @@ impl Config {
                 DbCollisionCfg::Error => Collision::Error,
                 DbCollisionCfg::Overwrite => Collision::Overwrite,
             },
+            shard: None,
         })
     }
 }
@@ -440,6 +445,7 @@ mod example_tests {
         assert_eq!(c.advanced.max_element, d.advanced.max_element);
         assert_eq!(c.log.progress_interval, d.log.progress_interval);
         assert_eq!(c.target.cluster, d.target.cluster);
+        assert_eq!(c.source.cluster, d.source.cluster);
         assert_eq!(c.transform.db_map, d.transform.db_map);
         assert_eq!(c.transform.db_collision, d.transform.db_collision);
         assert_eq!(c.transform.cross_slot, d.transform.cross_slot);

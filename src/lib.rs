@@ -37,6 +37,7 @@ pub mod resp;
 pub mod source;
 pub mod status;
 pub mod sync;
+pub mod sync_cluster;
 pub mod target;
 pub mod transform;
 pub mod util;

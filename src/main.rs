@@ -208,6 +208,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
         conflict,
         restore_max: cfg.transform.restore_max,
     };
+    let source_cluster = cfg.source_cluster();
     let sink = match cfg.sink_options() {
         Ok(s) => s,
         Err(e) => {
@@ -250,7 +251,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
             }
         }
         let shutdown = ferry::sync::shutdown_on_signals();
-        ferry::sync::run(opts, status, shutdown)
+        ferry::sync_cluster::run(opts, status, shutdown, source_cluster)
             .await
             .map_err(|e| e.to_string())
     });

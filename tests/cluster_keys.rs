@@ -51,17 +51,32 @@ const SAMPLES: &[&str] = &[
 
 fn args_of(s: &str) -> Vec<Vec<u8>> {
     s.split(' ')
-        .map(|a| if a == "\"\"" { Vec::new() } else { a.as_bytes().to_vec() })
+        .map(|a| {
+            if a == "\"\"" {
+                Vec::new()
+            } else {
+                a.as_bytes().to_vec()
+            }
+        })
         .collect()
 }
 
 fn check(name: &str) {
-    let Some(spec) = require_server(name) else { return };
+    let Some(spec) = require_server(name) else {
+        return;
+    };
     let server = Server::start(&spec, &[]);
     let ep = Endpoint::parse(&server.url()).expect("url");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let reply = rt
-        .block_on(ferry::target::oneshot::call(&ep, &[&[b"COMMAND"]], std::time::Duration::from_secs(10)))
+        .block_on(ferry::target::oneshot::call(
+            &ep,
+            &[&[b"COMMAND"]],
+            std::time::Duration::from_secs(10),
+        ))
         .expect("COMMAND");
     let kf = KeyFinder::from_command_reply(&reply[0]).expect("command table");
     let mut c = server.client();
@@ -80,7 +95,11 @@ fn check(name: &str) {
         let mut q: Vec<&[u8]> = vec![b"COMMAND", b"GETKEYS"];
         q.extend(&refs);
         let server_keys: Vec<Vec<u8>> = match c.cmd(&q) {
-            Reply::Array(items) => items.unwrap_or_default().into_iter().filter_map(Reply::into_bytes).collect(),
+            Reply::Array(items) => items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(Reply::into_bytes)
+                .collect(),
             // "The command has no key arguments" / "Invalid arguments" (no keys).
             Reply::Error(_) => Vec::new(),
             other => panic!("{spec}: GETKEYS {sample}: {other:?}"),
@@ -96,7 +115,10 @@ fn check(name: &str) {
         a.dedup();
         b.sort();
         b.dedup();
-        assert_eq!(a, b, "{spec}: `{sample}`: ferry {ours:?}, server {server_keys:?}");
+        assert_eq!(
+            a, b,
+            "{spec}: `{sample}`: ferry {ours:?}, server {server_keys:?}"
+        );
         compared += 1;
     }
     assert!(compared >= 20, "{spec}: only {compared} commands compared");
@@ -105,7 +127,15 @@ fn check(name: &str) {
 
 #[test]
 fn key_positions_match_command_getkeys() {
-    for v in ["redis-3.0", "redis-3.2", "redis-5.0", "redis-6.2", "redis-7.2", "redis-8.2", "valkey-9.1"] {
+    for v in [
+        "redis-3.0",
+        "redis-3.2",
+        "redis-5.0",
+        "redis-6.2",
+        "redis-7.2",
+        "redis-8.2",
+        "valkey-9.1",
+    ] {
         check(v);
     }
 }

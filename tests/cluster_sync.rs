@@ -417,3 +417,151 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
         .keys
         .contains_key(&(0, b"{cw:s:1}:asked:19".to_vec())));
 }
+
+/// Every type, some with expiries, written through the harness's cluster client.
+fn fill_cluster(cl: &Cluster, keys: usize) {
+    let mut c = cl.client();
+    for i in 0..keys {
+        let k = format!("cs:{i}");
+        match i % 6 {
+            0 => c.cmd_str(&["SET", &k, &format!("v{i}")]),
+            1 => c.cmd_str(&["RPUSH", &k, "a", "b", &i.to_string()]),
+            2 => c.cmd_str(&["HSET", &k, "f", "1", "g", &i.to_string()]),
+            3 => c.cmd_str(&["SADD", &k, "x", "y", &i.to_string()]),
+            4 => c.cmd_str(&["ZADD", &k, "1.5", "m", &i.to_string(), "n"]),
+            _ if cl.spec.has_streams() => c.cmd_str(&["XADD", &k, "*", "f", &i.to_string()]),
+            _ => c.cmd_str(&["SET", &k, "s"]),
+        };
+        if i % 10 == 0 {
+            c.cmd_str(&["PEXPIRE", &k, "3600000"]);
+        }
+    }
+}
+
+/// Single-slot writes through the cluster client until stopped.
+fn cluster_source_workload(cl: &Cluster, stop: &AtomicBool, max: u64) -> u64 {
+    let mut c = cl.client();
+    let mut done = 0u64;
+    let mut r: u64 = 0x9e3779b97f4a7c15;
+    while !stop.load(Ordering::Relaxed) && done < max {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        let n = r % 500;
+        let k = format!("cs:{n}");
+        let reply = match r % 7 {
+            0 => c.cmd_str(&["SET", &format!("w:{n}"), &r.to_string()]),
+            1 => c.cmd_str(&["INCR", &format!("w:ctr:{}", n % 20)]),
+            2 => c.cmd_str(&["DEL", &k]),
+            3 => c.cmd_str(&["RPUSH", &format!("w:l:{}", n % 10), &n.to_string()]),
+            4 => c.cmd_str(&["HSET", &format!("w:h:{}", n % 10), &format!("f{n}"), "v"]),
+            5 => c.cmd_str(&["EXPIRE", &format!("w:{n}"), "3600"]),
+            _ => c.cmd_str(&["APPEND", &format!("w:a:{}", n % 10), "+"]),
+        };
+        assert!(!reply.is_error(), "{reply:?}");
+        done += 1;
+        if done % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    done
+}
+
+fn cluster_offsets(cl: &Cluster) -> u64 {
+    cl.current_masters()
+        .iter()
+        .map(|m| {
+            m.client()
+                .info("replication")
+                .get("master_repl_offset")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// 3 masters into 2 (a different slot layout), writes throughout.
+#[test]
+fn cluster_into_cluster_with_another_shard_count_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let src = Cluster::start(&spec, 3, 0);
+    let dst = Cluster::start(&spec, 2, 0);
+    fill_cluster(&src, 3000);
+    let dir = TempDir::new("cluster-cluster");
+    let stop = AtomicBool::new(false);
+    let (ops, status) = std::thread::scope(|s| {
+        let w = s.spawn(|| cluster_source_workload(&src, &stop, 4000));
+        let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
+        let ops = w.join().expect("workload");
+        let status =
+            ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
+        ferry_proc::stop(ferry);
+        (ops, status)
+    });
+    assert_eq!(
+        status["shards"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    let expected = src.read_back();
+    let actual = dst.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    eprintln!(
+        "3 -> 2 masters: {} keys equal after {ops} writes",
+        actual.keys.len()
+    );
+}
+
+/// A cluster back into one standalone server (a rollback), with a slot migration on the
+/// source in the middle of the stream.
+#[test]
+fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
+    let Some(spec) = require_server("valkey-9.1") else {
+        return;
+    };
+    let src = Cluster::start(&spec, 3, 0);
+    let dst = Server::start(&spec, &[]);
+    fill_cluster(&src, 3000);
+    let dir = TempDir::new("cluster-standalone");
+    let stop = AtomicBool::new(false);
+    let status = std::thread::scope(|s| {
+        let w = s.spawn(|| cluster_source_workload(&src, &stop, u64::MAX));
+        let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
+        ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+        // Move a slot with keys of the fill and of the workload (w:1 is written).
+        let slot = slot_of(b"w:1");
+        let owner = src.owner(slot).port();
+        let to = src
+            .current_masters()
+            .into_iter()
+            .find(|m| m.port() != owner)
+            .expect("another master");
+        for i in 0..20 {
+            src.client()
+                .cmd_str(&["SET", &format!("{{w:1}}:m{i}"), "x"]);
+        }
+        migrate_slot(&src, slot, to, || {});
+        src.wait_ok();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        w.join().expect("workload");
+        let status =
+            ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
+        ferry_proc::stop(ferry);
+        status
+    });
+    let expected = src.read_back();
+    let actual = read_back(&mut dst.client(), &spec, &[0]);
+    assert_models_equal(&expected, &actual, 1_000);
+    assert!(
+        status["errors"]["migration_deletes_dropped"].as_u64() > Some(0),
+        "the migration's deletes were recognised: {status}"
+    );
+    eprintln!(
+        "cluster -> standalone with a source migration: {} keys equal; {}",
+        actual.keys.len(),
+        status["errors"]
+    );
+}

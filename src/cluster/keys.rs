@@ -215,7 +215,11 @@ impl KeyFinder {
             // As the server does: the specs when they are complete and apply, else the
             // command's own key procedure (here: the built-in table).
             let complete = !ck.specs.iter().any(|s| s.incomplete);
-            let found = if complete { by_specs(&ck.specs, args) } else { None };
+            let found = if complete {
+                by_specs(&ck.specs, args)
+            } else {
+                None
+            };
             return match found {
                 Some(v) => Ok(v),
                 None => builtin_movable(&lname, args)
@@ -558,7 +562,11 @@ mod tests {
                 vec![],
             ),
             // A spec with a keyword searched from the end.
-            modern("lastkw", vec![spec(keyword("STORE", -1), range(0, 1, 0))], vec![]),
+            modern(
+                "lastkw",
+                vec![spec(keyword("STORE", -1), range(0, 1, 0))],
+                vec![],
+            ),
             // XREAD-like: the keys are half of what follows STREAMS.
             modern(
                 "xread",

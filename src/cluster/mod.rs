@@ -3,6 +3,7 @@
 //! ([`keys`], from the target's `COMMAND` reply), and per-slot splitting of multi-key
 //! commands ([`split`]). The router that uses them is `target::cluster`.
 
+pub mod guard;
 pub mod keys;
 pub mod slot;
 pub mod split;

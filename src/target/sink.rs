@@ -17,6 +17,9 @@ use super::error::TargetError;
 use super::info::ServerInfo;
 use super::oneshot;
 use super::writer::{Writer, WriterConfig, WriterStats};
+use std::sync::Arc;
+
+use crate::cluster::guard::MigrationGuard;
 use crate::cluster::KeyFinder;
 use crate::resp;
 
@@ -37,6 +40,8 @@ pub struct SinkOptions {
     pub cluster_opts: ClusterOptions,
     pub db_map: DbMap,
     pub db_collision: super::dbmap::Collision,
+    /// For one shard of a cluster source: its number and the guard shared by all shards.
+    pub shard: Option<(usize, Arc<MigrationGuard>)>,
 }
 
 enum Inner {
@@ -51,6 +56,9 @@ pub struct Sink {
     /// For renaming keys (a mapping with prefixes).
     keys: Option<KeyFinder>,
     info: ServerInfo,
+    shard: Option<(usize, Arc<MigrationGuard>)>,
+    /// Cluster-internal commands dropped from a cluster source's stream.
+    pub dropped_internal: u64,
 }
 
 macro_rules! both {
@@ -112,6 +120,8 @@ impl Sink {
             map: opts.db_map,
             keys,
             info,
+            shard: opts.shard,
+            dropped_internal: 0,
         })
     }
 
@@ -138,6 +148,14 @@ impl Sink {
     }
 
     pub async fn send(&mut self, cmd: Cmd) -> Result<(), TargetError> {
+        let cmd = if self.shard.is_some() && cmd.kind == (CmdKind::Data { key: None }) {
+            match self.from_shard(cmd) {
+                Some(c) => c,
+                None => return Ok(()),
+            }
+        } else {
+            cmd
+        };
         let cmd =
             if self.map.is_identity() || cmd.kind.key().is_some() || cmd.kind == CmdKind::Script {
                 cmd
@@ -145,6 +163,57 @@ impl Sink {
                 self.map_verbatim(cmd)?
             };
         both!(self, w => w.send(cmd).await)
+    }
+
+    /// A verbatim command of a cluster source's shard: cluster-internal commands are
+    /// dropped, migrations recorded, and the stale delete of a migration dropped (see
+    /// [`MigrationGuard`]). `None`: nothing to send.
+    fn from_shard(&mut self, cmd: Cmd) -> Option<Cmd> {
+        let (shard, guard) = self.shard.clone()?;
+        let args = command_args(&cmd.bytes);
+        let name = args.first()?.to_ascii_uppercase();
+        match &name[..] {
+            b"CLUSTER" | b"ASKING" | b"READONLY" | b"READWRITE" => {
+                self.dropped_internal += 1;
+                tracing::debug!(shard, "cluster-internal command from the source dropped");
+                None
+            }
+            b"RESTORE-ASKING" => {
+                if let Some(k) = args.get(1) {
+                    guard.imported(shard, k);
+                }
+                Some(cmd)
+            }
+            b"DEL" | b"UNLINK" => {
+                let keep: Vec<&[u8]> = args[1..]
+                    .iter()
+                    .copied()
+                    .filter(|k| {
+                        let stale = guard.is_stale_delete(shard, k);
+                        if !stale {
+                            guard.deleted_by_owner(shard, k);
+                        }
+                        !stale
+                    })
+                    .collect();
+                if keep.len() + 1 == args.len() {
+                    return Some(cmd);
+                }
+                tracing::info!(shard, dropped = args.len() - 1 - keep.len(), "a slot migration's delete on the exporting shard dropped (the key lives on in the importing shard)");
+                if keep.is_empty() {
+                    return None;
+                }
+                let mut a: Vec<&[u8]> = vec![args[0]];
+                a.extend(keep);
+                let mut b = Vec::new();
+                resp::encode_command(&mut b, &a);
+                Some(Cmd {
+                    bytes: Bytes::from(b),
+                    ..cmd
+                })
+            }
+            _ => Some(cmd),
+        }
     }
 
     /// Maps the db, the SELECTs and (with a prefix) the keys of verbatim commands.
