@@ -192,15 +192,13 @@ fn report_changes(before: &Topology, now: &Topology, linked: &Topology) -> u64 {
     moved
 }
 
-fn aggregate(
-    status: &Status,
-    shards: &[(
-        Arc<Status>,
-        Option<tokio::task::JoinHandle<Result<SyncOutcome, SyncError>>>,
-    )],
-    moves: u64,
-    guard: &MigrationGuard,
-) {
+/// A shard's status and its task (taken once finished).
+type Shard = (
+    Arc<Status>,
+    Option<tokio::task::JoinHandle<Result<SyncOutcome, SyncError>>>,
+);
+
+fn aggregate(status: &Status, shards: &[Shard], moves: u64, guard: &MigrationGuard) {
     let data: Vec<StatusData> = shards.iter().map(|(s, _)| s.snapshot()).collect();
     status.update(|s| {
         s.phase = if data.iter().any(|d| d.phase == Phase::Handshake) {

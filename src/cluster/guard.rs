@@ -16,9 +16,12 @@ use std::sync::Mutex;
 /// Most keys remembered; the oldest are forgotten first.
 const MAX_KEYS: usize = 1 << 20;
 
+/// key → (importing shard, sequence number).
+type Imported = HashMap<Vec<u8>, (usize, u64)>;
+
 #[derive(Debug, Default)]
 pub struct MigrationGuard {
-    imported: Mutex<(HashMap<Vec<u8>, (usize, u64)>, u64)>,
+    imported: Mutex<(Imported, u64)>,
     /// Keys seen arriving by `RESTORE-ASKING` (migrations seen on the source).
     pub moved_keys: AtomicU64,
     /// Stale deletes dropped.

@@ -149,7 +149,7 @@ impl Sink {
 
     pub async fn send(&mut self, cmd: Cmd) -> Result<(), TargetError> {
         let cmd = if self.shard.is_some() && cmd.kind == (CmdKind::Data { key: None }) {
-            match self.from_shard(cmd) {
+            match self.shard_filter(cmd) {
                 Some(c) => c,
                 None => return Ok(()),
             }
@@ -168,7 +168,7 @@ impl Sink {
     /// A verbatim command of a cluster source's shard: cluster-internal commands are
     /// dropped, migrations recorded, and the stale delete of a migration dropped (see
     /// [`MigrationGuard`]). `None`: nothing to send.
-    fn from_shard(&mut self, cmd: Cmd) -> Option<Cmd> {
+    fn shard_filter(&mut self, cmd: Cmd) -> Option<Cmd> {
         let (shard, guard) = self.shard.clone()?;
         let args = command_args(&cmd.bytes);
         let name = args.first()?.to_ascii_uppercase();
