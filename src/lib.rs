@@ -34,6 +34,7 @@ pub mod inspect;
 pub mod logging;
 pub mod rdb;
 pub mod resp;
+pub mod sentinel;
 pub mod source;
 pub mod status;
 pub mod sync;

@@ -88,7 +88,10 @@ pub async fn run(
     info!(target = %opts.writer.endpoint, version = ?target_info.version, valkey = target_info.valkey, "target connected");
 
     let applied = Arc::new(AtomicU64::new(0));
-    let mut link = ReplicaLink::start(opts.replica.clone(), None, applied.clone())
+    let data_offset = Arc::new(AtomicU64::new(0));
+    let mut replica_cfg = opts.replica.clone();
+    replica_cfg.data_offset = Some(data_offset.clone());
+    let mut link = ReplicaLink::start(replica_cfg, None, applied.clone())
         .await
         .map_err(|e| SyncError::Source(e.to_string()))?;
     info!(source = %opts.replica.endpoint, "replica link established");
@@ -102,6 +105,7 @@ pub async fn run(
 
     let mut snapshot: Option<Snapshot> = None;
     let mut pump = StreamPump::new(opts.max_command, &target_info);
+    pump.data_offset = Some(data_offset);
     let mut replid = None;
     let mut once_target: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -195,6 +199,8 @@ pub async fn run(
                         writer.push().await.map_err(|e| SyncError::Target(e.to_string()))?;
                     }
                     SourceItem::Continue { replid: id, offset } => {
+                        // Asked again from the last data command: what follows it comes again.
+                        pump.rewind(offset);
                         info!(replid = %id, offset, "partial resync accepted: continuing the stream");
                         replid = Some(id);
                     }
@@ -496,6 +502,8 @@ struct StreamPump {
     started: bool,
     /// Targets older than Redis 6.2 lack `SET … PXAT/EXAT`.
     target_has_set_pxat: bool,
+    /// The offset after the last command that changed data, for the link.
+    data_offset: Option<Arc<AtomicU64>>,
 }
 
 impl StreamPump {
@@ -514,10 +522,28 @@ impl StreamPump {
             commands: 0,
             started: false,
             target_has_set_pxat: target.valkey || target.redis_at_least(6, 2),
+            data_offset: None,
+        }
+    }
+
+    /// The link continues from `offset`, before what was received: drop the partial
+    /// command and carry on from there (only non-data commands lay after it).
+    fn rewind(&mut self, offset: u64) {
+        if offset < self.base + self.buf.len() as u64 && self.multi.is_none() {
+            self.buf.clear();
+            self.base = offset;
+            self.processed = self.processed.min(offset);
+        }
+    }
+
+    fn note_data(&self, end: u64) {
+        if let Some(d) = &self.data_offset {
+            d.store(end, Ordering::Relaxed);
         }
     }
 
     fn reset(&mut self, offset: u64) {
+        self.note_data(offset);
         self.buf.clear();
         self.base = offset;
         self.processed = offset;
@@ -658,6 +684,7 @@ impl StreamPump {
                         .send(send(Bytes::from(m.bytes), m.n, m.db, end))
                         .await
                         .map_err(|e| e.to_string())?;
+                    self.note_data(end);
                 }
             }
             _ => {
@@ -678,6 +705,9 @@ impl StreamPump {
                     .send(send(raw, 1, self.cur_db, end))
                     .await
                     .map_err(|e| e.to_string())?;
+                if !matches!(&name[..], b"PUBLISH" | b"SPUBLISH") {
+                    self.note_data(end);
+                }
             }
         }
         self.processed = end;

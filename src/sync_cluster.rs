@@ -35,8 +35,17 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     force: Option<bool>,
 ) -> Result<SyncOutcome, SyncError> {
-    let ep = opts.replica.endpoint.clone();
+    let mut opts = opts;
     let timeout = opts.replica.connect_timeout;
+    if opts.replica.endpoint.sentinel.is_some() {
+        // Resolved now for the questions asked at start; the link resolves again on
+        // every reconnect, and so follows a failover.
+        opts.replica.endpoint = crate::sentinel::resolve(&opts.replica.endpoint, timeout)
+            .await
+            .map_err(SyncError::Source)?;
+        info!(master = %opts.replica.endpoint.addr(), "source master from the sentinels");
+    }
+    let ep = opts.replica.endpoint.clone();
     let cluster = match force {
         Some(c) => c,
         None => {

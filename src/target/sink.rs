@@ -71,8 +71,15 @@ macro_rules! both {
 }
 
 impl Sink {
-    pub async fn connect(cfg: WriterConfig, opts: SinkOptions) -> Result<Sink, TargetError> {
+    pub async fn connect(mut cfg: WriterConfig, opts: SinkOptions) -> Result<Sink, TargetError> {
         let timeout = cfg.connect_timeout;
+        if cfg.endpoint.sentinel.is_some() {
+            let target = cfg.endpoint.to_string();
+            cfg.endpoint = crate::sentinel::resolve(&cfg.endpoint, timeout)
+                .await
+                .map_err(|message| TargetError::Unsupported { target, message })?;
+            tracing::info!(master = %cfg.endpoint.addr(), "target master from the sentinels");
+        }
         let seed = Writer::connect(cfg.clone()).await?;
         let mut info = seed.info().clone();
         let cluster = match opts.cluster {
