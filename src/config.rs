@@ -45,6 +45,9 @@ pub struct EndpointConfig {
     /// A file whose first line is the password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// `auto` (INFO `cluster_enabled`), `yes` or `no`. A cluster source is read with one
+    /// replica link per master; a cluster target is written by slot.
+    pub cluster: ClusterCfg,
     /// TLS options; `rediss://` in the URL (or `enabled = true`) turns TLS on.
     pub tls: TlsSection,
 }
@@ -72,6 +75,32 @@ pub struct TlsSection {
     pub insecure_skip_verify: bool,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterCfg {
+    #[default]
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DbCollisionCfg {
+    #[default]
+    Error,
+    Overwrite,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CrossSlotCfg {
+    #[default]
+    Split,
+    Skip,
+    Stop,
+}
+
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointConfig")
@@ -80,6 +109,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_file", &self.password_file)
             .field("tls", &self.tls)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -159,6 +189,12 @@ pub struct TransformSection {
     pub batch_bytes: usize,
     /// Largest value sent as one RESTORE.
     pub restore_max: usize,
+    /// Source db → `"DB"` or `"DB:PREFIX"` on the target (keys: source db numbers).
+    pub db_map: std::collections::BTreeMap<String, String>,
+    /// Two source keys that the mapping could make one target key: error | overwrite.
+    pub db_collision: DbCollisionCfg,
+    /// Cluster target, keys of one command in several slots: split | skip | stop.
+    pub cross_slot: CrossSlotCfg,
 }
 
 impl Default for TransformSection {
@@ -171,6 +207,9 @@ impl Default for TransformSection {
             batch_elems: r.batch_elems,
             batch_bytes: r.batch_bytes,
             restore_max: r.restore_max,
+            db_map: Default::default(),
+            db_collision: DbCollisionCfg::Error,
+            cross_slot: CrossSlotCfg::Split,
         }
     }
 }
@@ -239,6 +278,8 @@ pub struct AdvancedSection {
     /// Largest element held whole (keys, fields, members, compact blobs, one command).
     pub max_element: usize,
     pub connect_timeout_ms: u64,
+    /// How often a cluster target's slot map is read again, milliseconds.
+    pub cluster_refresh_ms: u64,
 }
 
 impl Default for AdvancedSection {
@@ -247,6 +288,7 @@ impl Default for AdvancedSection {
             chunk_threshold: 1 << 20,
             max_element: 512 << 20,
             connect_timeout_ms: crate::source::replica::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
+            cluster_refresh_ms: 10_000,
         }
     }
 }
@@ -454,6 +496,60 @@ impl Config {
         Duration::from_millis(self.advanced.connect_timeout_ms)
     }
 
+    /// `[transform] db_map` checked and parsed; errors name the key.
+    pub fn db_map(&self) -> Result<crate::target::dbmap::DbMap, String> {
+        let mut rules = std::collections::BTreeMap::new();
+        for (k, v) in &self.transform.db_map {
+            let db: u32 = k
+                .trim()
+                .parse()
+                .map_err(|_| format!("[transform] db_map: key `{k}` is not a source db number"))?;
+            let rule = crate::target::dbmap::DbMap::parse_rule(v)
+                .map_err(|e| format!("[transform] db_map.{k}: {e}"))?;
+            rules.insert(db, rule);
+        }
+        Ok(crate::target::dbmap::DbMap::new(rules))
+    }
+
+    /// Whether the source is read as a cluster (`None`: as INFO says).
+    pub fn source_cluster(&self) -> Option<bool> {
+        match self.source.cluster {
+            ClusterCfg::Auto => None,
+            ClusterCfg::Yes => Some(true),
+            ClusterCfg::No => Some(false),
+        }
+    }
+
+    /// The sink settings: cluster mode and routing, db mapping.
+    pub fn sink_options(&self) -> Result<crate::target::SinkOptions, String> {
+        use crate::target::cluster::{ClusterOptions, CrossSlot};
+        use crate::target::dbmap::Collision;
+        if self.advanced.cluster_refresh_ms == 0 {
+            return Err("[advanced] cluster_refresh_ms must be at least 1".into());
+        }
+        Ok(crate::target::SinkOptions {
+            cluster: match self.target.cluster {
+                ClusterCfg::Auto => crate::target::ClusterMode::Auto,
+                ClusterCfg::Yes => crate::target::ClusterMode::Yes,
+                ClusterCfg::No => crate::target::ClusterMode::No,
+            },
+            cluster_opts: ClusterOptions {
+                cross_slot: match self.transform.cross_slot {
+                    CrossSlotCfg::Split => CrossSlot::Split,
+                    CrossSlotCfg::Skip => CrossSlot::Skip,
+                    CrossSlotCfg::Stop => CrossSlot::Stop,
+                },
+                refresh_interval: Duration::from_millis(self.advanced.cluster_refresh_ms),
+                ..Default::default()
+            },
+            db_map: self.db_map()?,
+            db_collision: match self.transform.db_collision {
+                DbCollisionCfg::Error => Collision::Error,
+                DbCollisionCfg::Overwrite => Collision::Overwrite,
+            },
+            shard: None,
+        })
+    }
     /// The effective config as TOML, every password replaced by `***` (in `password` and
     /// in URLs). Keys left unset (no default) are not shown.
     pub fn to_masked_toml(&self) -> String {
@@ -624,6 +720,24 @@ mod tests {
             .to_string();
         assert!(e.contains("FERRY_NOPE"), "{e}");
     }
+
+    #[test]
+    fn db_map_and_cluster_keys_are_validated() {
+        let c = Config::parse(
+            "[target]\ncluster = \"yes\"\n[transform]\ndb_map = { \"3\" = \"0:db3:\", \"0\" = \"0\" }\ncross_slot = \"stop\"\n",
+            "t",
+        )
+        .unwrap();
+        let o = c.sink_options().unwrap();
+        assert_eq!(o.db_map.key(3, b"k"), (0, Some(b"db3:k".to_vec())));
+        assert_eq!(o.cluster, crate::target::ClusterMode::Yes);
+        let c = Config::parse("[transform]\ndb_map = { \"x\" = \"0\" }\n", "t").unwrap();
+        assert!(c.sink_options().unwrap_err().contains("db_map"));
+        let c = Config::parse("[transform]\ndb_map = { \"1\" = \"zero\" }\n", "t").unwrap();
+        assert!(c.sink_options().unwrap_err().contains("db_map.1"));
+        assert!(Config::parse("[transform]\ncross_slot = \"maybe\"\n", "t").is_err());
+        assert!(Config::parse("[target]\ncluster = \"perhaps\"\n", "t").is_err());
+    }
 }
 
 #[cfg(test)]
@@ -690,5 +804,6 @@ mod example_tests {
                 }
             }
         }
+        assert!(c.sink_options().is_ok());
     }
 }

@@ -278,7 +278,13 @@ pub async fn run(
             .map_err(|e| format!("cannot serve the reverse sync's status on {addr}: {e}"))?;
         info!("reverse sync status on http://{bound}/status");
     }
-    let mut task = tokio::spawn(crate::sync::run(reverse, status.clone(), shutdown));
+    let source_cluster = reverse_cfg.source_cluster();
+    let mut task = tokio::spawn(crate::sync_cluster::run(
+        reverse,
+        status.clone(),
+        shutdown,
+        source_cluster,
+    ));
     let t0 = Instant::now();
     loop {
         if task.is_finished() {

@@ -19,6 +19,17 @@ pub struct Endpoint {
     /// CA, client certificate, server name (from the config's `[source.tls]` /
     /// `[target.tls]`); `enabled` there turns TLS on for a `redis://` URL too.
     pub tls_options: crate::net::TlsOptions,
+    /// Given as `redis-sentinel://`: the sentinels to ask for the master; `host`/`port`
+    /// are then the master's address as last resolved (the first sentinel until then).
+    pub sentinel: Option<Sentinel>,
+}
+
+/// Sentinels and the name of the master they watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinel {
+    /// `(host, port)` of each sentinel, in the order given.
+    pub addrs: Vec<(String, u16)>,
+    pub master: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,6 +43,9 @@ pub struct EndpointError {
 impl Endpoint {
     /// Parses `redis://…` / `rediss://…`; a bare `host:port` is taken as `redis://host:port`.
     pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
+        if let Some(rest) = text.strip_prefix("redis-sentinel://") {
+            return Endpoint::parse_sentinel(text, rest);
+        }
         let full = if text.contains("://") {
             text.to_string()
         } else {
@@ -85,7 +99,71 @@ impl Endpoint {
             db,
             tls,
             tls_options: Default::default(),
+            sentinel: None,
         })
+    }
+
+    /// `redis-sentinel://[user[:password]@]host:port[,host:port…]/master-name[/db]`.
+    fn parse_sentinel(text: &str, rest: &str) -> Result<Endpoint, EndpointError> {
+        let masked = match rest.rsplit_once('@') {
+            Some((a, r)) => match a.split_once(':') {
+                Some((u, _)) => format!("redis-sentinel://{u}:***@{r}"),
+                None => text.to_string(),
+            },
+            None => text.to_string(),
+        };
+        let bad = |reason: &str| EndpointError {
+            url: masked.clone(),
+            reason: reason.to_string(),
+        };
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("no master name (redis-sentinel://host:port/master-name)"))?;
+        let (master, db) = match path.split_once('/') {
+            Some((m, d)) => (m, Some(d)),
+            None => (path, None),
+        };
+        if master.is_empty() {
+            return Err(bad(
+                "no master name (redis-sentinel://host:port/master-name)",
+            ));
+        }
+        let mut addrs = Vec::new();
+        for h in hosts.split(',') {
+            let one = Endpoint::parse(&format!("redis://{h}"))
+                .map_err(|e| bad(&format!("sentinel `{h}`: {}", e.reason)))?;
+            addrs.push((one.host, if h.contains(':') { one.port } else { 26379 }));
+        }
+        // Credentials and db belong to the data node: let the ordinary parser read them.
+        let mut data = format!("redis://{}", hosts.split(',').next().unwrap_or_default());
+        if let Some(a) = auth {
+            data = format!(
+                "redis://{a}@{}",
+                hosts.split(',').next().unwrap_or_default()
+            );
+        }
+        if let Some(d) = db.filter(|d| !d.is_empty()) {
+            data.push('/');
+            data.push_str(d);
+        }
+        let mut e = Endpoint::parse(&data).map_err(|e| bad(&e.reason))?;
+        e.host = addrs[0].0.clone();
+        e.port = addrs[0].1;
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        e.sentinel = Some(Sentinel {
+            addrs,
+            master: decode(master),
+        });
+        Ok(e)
     }
 
     /// `host:port`, for connecting and for messages.
@@ -111,6 +189,18 @@ fn mask(url: &str) -> String {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(s) = &self.sentinel {
+            write!(f, "redis-sentinel://")?;
+            if let Some(u) = &self.user {
+                write!(f, "{u}@")?;
+            }
+            let hosts: Vec<String> = s.addrs.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+            write!(f, "{}/{}", hosts.join(","), s.master)?;
+            if let Some(db) = self.db {
+                write!(f, "/{db}")?;
+            }
+            return Ok(());
+        }
         write!(f, "{}://", if self.tls { "rediss" } else { "redis" })?;
         if let Some(u) = &self.user {
             write!(f, "{u}@")?;
@@ -161,5 +251,34 @@ mod tests {
         assert!(!err.to_string().contains("topsecret"), "{err}");
         assert!(Endpoint::parse("redis://h:1/x").is_err());
         assert!(Endpoint::parse("rediss://[::1]:6379").unwrap().tls);
+    }
+
+    #[test]
+    fn parses_sentinel_urls() {
+        let e =
+            Endpoint::parse("redis-sentinel://u:p%40ss@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
+                .unwrap();
+        let s = e.sentinel.clone().unwrap();
+        assert_eq!(
+            s.addrs,
+            vec![("10.0.0.1".into(), 26379), ("10.0.0.2".into(), 26380)]
+        );
+        assert_eq!(s.master, "mymaster");
+        assert_eq!(
+            (e.user.as_deref(), e.password.as_deref(), e.db),
+            (Some("u"), Some("p@ss"), Some(2))
+        );
+        assert_eq!(
+            e.to_string(),
+            "redis-sentinel://u@10.0.0.1:26379,10.0.0.2:26380/mymaster/2"
+        );
+        assert!(!format!("{e:?}").contains("p@ss"));
+        let e = Endpoint::parse("redis-sentinel://h/m").unwrap();
+        assert_eq!(e.sentinel.unwrap().addrs, vec![("h".into(), 26379)]);
+        assert!(Endpoint::parse("redis-sentinel://h:1").is_err());
+        assert!(Endpoint::parse("redis-sentinel://h:1/").is_err());
+        assert!(Endpoint::parse("redis-sentinel://h:x/m").is_err());
+        let err = Endpoint::parse("redis-sentinel://u:topsecret@h:1").unwrap_err();
+        assert!(!err.to_string().contains("topsecret"), "{err}");
     }
 }

@@ -34,6 +34,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod cutover;
 pub mod endpoint;
@@ -43,9 +44,11 @@ pub mod net;
 pub mod notify;
 pub mod rdb;
 pub mod resp;
+pub mod sentinel;
 pub mod source;
 pub mod status;
 pub mod sync;
+pub mod sync_cluster;
 pub mod target;
 pub mod transform;
 pub mod util;

@@ -337,6 +337,7 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
         opts.replica.rdb_filter_only = Some(String::new());
     }
     let drain_timeout = opts.drain_timeout;
+    let source_cluster = cfg.source_cluster();
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -373,7 +374,7 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
             tokio::time::sleep(bound).await;
         };
         tokio::select! {
-            r = ferry::sync::run(opts, status.clone(), shutdown) => r.map(|_| ()).map_err(|e| e.to_string()),
+            r = ferry::sync_cluster::run(opts, status.clone(), shutdown, source_cluster) => r.map(|_| ()).map_err(|e| e.to_string()),
             _ = stuck => {
                 tracing::warn!(
                     "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged",

@@ -22,7 +22,8 @@ use crate::rdb::{self, Decoder, DecoderConfig, Event, Flavor, Step};
 use crate::resp::{self, Frame};
 use crate::source::{human_bytes, LinkStats, ReplicaConfig, ReplicaLink, SourceItem};
 use crate::status::{Phase, Status};
-use crate::target::{Cmd, CmdKind, Writer, WriterConfig};
+// `Writer` here is the sink: one writer, or a router over a cluster's masters.
+use crate::target::{Cmd, CmdKind, Sink as Writer, SinkOptions, WriterConfig};
 use crate::transform::{KeyRewriter, RewriteConfig};
 
 /// Everything a sync needs, resolved from the config and the command line.
@@ -30,6 +31,8 @@ use crate::transform::{KeyRewriter, RewriteConfig};
 pub struct SyncOptions {
     pub replica: ReplicaConfig,
     pub writer: WriterConfig,
+    /// Cluster routing and the db mapping.
+    pub sink: SinkOptions,
     pub rewrite: RewriteConfig,
     pub decoder: DecoderConfig,
     /// Largest replication command held whole (one command is forwarded as one unit).
@@ -120,6 +123,7 @@ impl SyncOptions {
             // The binary turns it on for a terminal.
             progress_bar: false,
             healthz_timeout: Duration::from_secs_f64(cfg.status.healthz_timeout),
+            sink: cfg.sink_options()?,
         })
     }
 }
@@ -163,14 +167,26 @@ pub async fn run(
         s.spool.cap = opts.replica.spool_cap;
     });
     let mut notifier = Notifier::from_env();
-    let mut writer = Writer::connect(opts.writer.clone())
+    let mut writer = Writer::connect(opts.writer.clone(), opts.sink.clone())
         .await
         .map_err(|e| SyncError::Target(e.to_string()))?;
+    let keyspace = crate::admin::info_section(
+        &opts.replica.endpoint,
+        "keyspace",
+        opts.replica.connect_timeout,
+    )
+    .await
+    .map_err(SyncError::Source)?;
+    crate::target::dbmap::check_start(&opts.sink, &keyspace, writer.is_cluster())
+        .map_err(SyncError::Target)?;
     let target_info = writer.info().clone();
     info!(target = %opts.writer.endpoint, version = ?target_info.version, valkey = target_info.valkey, "target connected");
 
     let applied = Arc::new(AtomicU64::new(0));
-    let mut link = ReplicaLink::start(opts.replica.clone(), None, applied.clone())
+    let data_offset = Arc::new(AtomicU64::new(0));
+    let mut replica_cfg = opts.replica.clone();
+    replica_cfg.data_offset = Some(data_offset.clone());
+    let mut link = ReplicaLink::start(replica_cfg, None, applied.clone())
         .await
         .map_err(|e| SyncError::Source(e.to_string()))?;
     info!(
@@ -203,6 +219,7 @@ pub async fn run(
     let mut snapshot: Option<Snapshot> = None;
     let mut pump = StreamPump::new(opts.max_command, &target_info);
     pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
+    pump.data_offset = Some(data_offset);
     let mut replid = None;
     let mut once_target: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -328,6 +345,8 @@ pub async fn run(
                     }
                     SourceItem::Continue { replid: id, offset } => {
                         link_starts.fetch_add(1, Ordering::SeqCst);
+                        // Asked again from the last data command: what follows it comes again.
+                        pump.rewind(offset);
                         info!(replid = %id, offset, "partial resync accepted: continuing the stream");
                         replid = Some(id);
                     }
@@ -522,6 +541,7 @@ struct Snapshot {
     bytes: u64,
     started: Instant,
     out: Vec<Cmd>,
+    db_map: crate::target::dbmap::DbMap,
 }
 
 struct SnapReport {
@@ -548,6 +568,7 @@ impl Snapshot {
             bytes: 0,
             started: Instant::now(),
             out: Vec::new(),
+            db_map: opts.sink.db_map.clone(),
         }
     }
 
@@ -577,6 +598,7 @@ impl Snapshot {
                 keys,
                 expired,
                 out,
+                db_map,
                 ..
             } = self;
             let input = if owned { &buf[pos..] } else { &data[pos..] };
@@ -609,6 +631,12 @@ impl Snapshot {
                             }
                         }
                         Event::Key(k) => {
+                            let renamed = db_map.key(k.db as u32, k.key);
+                            let k = rdb::KeyInfo {
+                                db: u64::from(renamed.0),
+                                key: renamed.1.as_deref().unwrap_or(k.key),
+                                ..k
+                            };
                             *keys += 1;
                             let now = now_ms();
                             if k.expire_ms.is_some_and(|e| e <= now) {
@@ -706,6 +734,8 @@ struct StreamPump {
     heartbeat_key: Option<Vec<u8>>,
     /// Heartbeats forwarded and not yet known applied: (offset after it, its time in ms).
     heartbeats: VecDeque<(u64, i64)>,
+    /// The offset after the last command that changed data, for the link.
+    data_offset: Option<Arc<AtomicU64>>,
 }
 
 impl StreamPump {
@@ -726,10 +756,28 @@ impl StreamPump {
             target_has_set_pxat: target.valkey || target.redis_at_least(6, 2),
             heartbeat_key: None,
             heartbeats: VecDeque::new(),
+            data_offset: None,
+        }
+    }
+
+    /// The link continues from `offset`, before what was received: drop the partial
+    /// command and carry on from there (only non-data commands lay after it).
+    fn rewind(&mut self, offset: u64) {
+        if offset < self.base + self.buf.len() as u64 && self.multi.is_none() {
+            self.buf.clear();
+            self.base = offset;
+            self.processed = self.processed.min(offset);
+        }
+    }
+
+    fn note_data(&self, end: u64) {
+        if let Some(d) = &self.data_offset {
+            d.store(end, Ordering::Relaxed);
         }
     }
 
     fn reset(&mut self, offset: u64) {
+        self.note_data(offset);
         self.buf.clear();
         self.base = offset;
         self.processed = offset;
@@ -870,6 +918,7 @@ impl StreamPump {
                         .send(send(Bytes::from(m.bytes), m.n, m.db, end))
                         .await
                         .map_err(|e| e.to_string())?;
+                    self.note_data(end);
                 }
             }
             _ => {
@@ -902,6 +951,9 @@ impl StreamPump {
                     .send(send(raw, 1, self.cur_db, end))
                     .await
                     .map_err(|e| e.to_string())?;
+                if !matches!(&name[..], b"PUBLISH" | b"SPUBLISH") {
+                    self.note_data(end);
+                }
             }
         }
         self.processed = end;

@@ -109,6 +109,11 @@ pub struct ReplicaConfig {
     /// stream`). A source that refuses it is a fatal error that says so. `None` (the
     /// default): not sent.
     pub rdb_filter_only: Option<String>,
+    /// Set by the consumer: the offset after the last command that changed data (not
+    /// PING, REPLCONF, PUBLISH, SELECT). When a partial resync at the received offset is
+    /// refused (a new master after a forced failover lacks the old master's last pings
+    /// and sentinel hellos), the link asks again from here before accepting a full resync.
+    pub data_offset: Option<std::sync::Arc<AtomicU64>>,
 }
 
 impl ReplicaConfig {
@@ -126,6 +131,7 @@ impl ReplicaConfig {
             spool_cap: DEFAULT_SPOOL_CAP,
             memory_queue: DEFAULT_MEMORY_QUEUE,
             rdb_filter_only: None,
+            data_offset: None,
         }
     }
 }
@@ -493,6 +499,10 @@ impl Reader {
                 _ = stopped(&mut self.stop) => return Ok(None),
                 r = establish(&self.cfg, resume.as_ref()) => r,
             };
+            let attempt = match attempt {
+                Ok(est) => self.retry_from_data_offset(est, resume.as_ref()).await,
+                Err(f) => Err(f),
+            };
             let reason = match attempt {
                 Ok(est) => {
                     self.begin(&est)?;
@@ -512,6 +522,31 @@ impl Reader {
                 return Ok(None);
             }
         }
+    }
+
+    /// A full resync offered where a partial one was asked: when only non-data bytes
+    /// follow the last data command, asks for a partial resync from there instead (the
+    /// consumer rewinds to it on `Continue`). The first connection is dropped.
+    async fn retry_from_data_offset(
+        &mut self,
+        est: Established,
+        resume: Option<&(String, u64)>,
+    ) -> Result<Established, Failure> {
+        let (Some((id, off)), Some(d)) = (resume, self.cfg.data_offset.as_ref()) else {
+            return Ok(est);
+        };
+        let d = d.load(Ordering::SeqCst);
+        if est.framer.in_stream() || d == 0 || d >= *off {
+            return Ok(est);
+        }
+        tracing::info!(
+            offset = off,
+            data_offset = d,
+            "partial resync refused; asking again from the last data command (only pings and \
+             hellos follow it)"
+        );
+        drop(est.conn);
+        establish(&self.cfg, Some(&(id.clone(), d))).await
     }
 
     /// Queues the first item of a new connection.
@@ -783,8 +818,12 @@ async fn establish(
 }
 
 async fn connect(cfg: &ReplicaConfig) -> Result<Conn, Failure> {
-    let addr = cfg.endpoint.addr();
-    let stream = match timeout(cfg.connect_timeout, crate::net::connect(&cfg.endpoint)).await {
+    // A sentinel endpoint: the current master, asked again on every (re)connect.
+    let ep = crate::sentinel::resolve(&cfg.endpoint, cfg.connect_timeout)
+        .await
+        .map_err(Failure::Lost)?;
+    let addr = ep.addr();
+    let stream = match timeout(cfg.connect_timeout, crate::net::connect(&ep)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(Failure::Lost(e.to_string())),
         Err(_) => {

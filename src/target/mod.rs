@@ -10,18 +10,27 @@
 //! * [`policy`]: error classes and the operator's [`ErrorPolicy`].
 //! * [`info`]: [`ServerInfo`], the target's family, version, limits and features.
 //! * [`error`]: the one error type, [`TargetError`].
+//! * [`cluster`]: [`cluster::ClusterWriter`], a router over one writer per master of a
+//!   cluster target (slots, redirects, per-slot order, acknowledged tags across nodes).
+//! * [`sink`]: [`Sink`], a writer or a cluster router behind one interface, with the
+//!   db mapping ([`dbmap`]) applied to stream commands; [`oneshot`]: short queries.
 //!
 //! The writer knows nothing of RDB files or replication: `transform` turns source data
 //! into `Cmd`s, and `sync` feeds them here.
 
+pub mod cluster;
 pub mod cmd;
+pub mod dbmap;
 pub mod error;
 pub mod info;
+pub mod oneshot;
 pub mod policy;
+pub mod sink;
 pub mod writer;
 
 pub use cmd::{Cmd, CmdKind};
 pub use error::{Rejection, TargetError};
 pub use info::ServerInfo;
 pub use policy::{Conflict, ErrorPolicy, OnError};
-pub use writer::{SkipRecord, Writer, WriterConfig, WriterStats};
+pub use sink::{ClusterMode, Sink, SinkOptions};
+pub use writer::{Redirected, SkipRecord, Writer, WriterConfig, WriterStats};

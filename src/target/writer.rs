@@ -113,6 +113,9 @@ pub struct WriterConfig {
     pub policy: ErrorPolicy,
     /// First and longest wait before resending commands refused with a retry-class error.
     pub retry_backoff: (Duration, Duration),
+    /// Hand `MOVED`/`ASK` replies back ([`Writer::take_redirected`]) instead of stopping:
+    /// for a cluster router in front of one writer per node.
+    pub redirects: bool,
 }
 
 impl WriterConfig {
@@ -127,6 +130,7 @@ impl WriterConfig {
             reply_timeout: Duration::from_secs(120),
             policy: ErrorPolicy::default(),
             retry_backoff: (Duration::from_millis(50), Duration::from_secs(2)),
+            redirects: false,
         }
     }
 }
@@ -267,6 +271,8 @@ struct Entry {
     attempts: u32,
     /// It is a resend, counted in `Writer::outstanding`.
     outstanding: bool,
+    /// Commands answered `MOVED`/`ASK` (index, error text), with `redirects` on.
+    redirected: Vec<(u32, Vec<u8>)>,
 }
 
 impl Entry {
@@ -342,6 +348,20 @@ pub struct Writer {
     stats: WriterStats,
     skipped: VecDeque<SkipRecord>,
     stopped: Option<String>,
+    redirected_out: Vec<Redirected>,
+}
+
+/// Commands a cluster node answered `MOVED` or `ASK`, handed back to the router.
+#[derive(Debug, Clone)]
+pub struct Redirected {
+    pub db: Option<u32>,
+    /// The redirected commands (a transaction: all of it, `MULTI` to `EXEC`).
+    pub bytes: Bytes,
+    pub n: u32,
+    pub tag: u64,
+    pub kind: CmdKind,
+    /// The first redirect's text: `MOVED 3999 127.0.0.1:7002` or `ASK …`.
+    pub error: String,
 }
 
 impl Writer {
@@ -397,6 +417,7 @@ impl Writer {
             stats: WriterStats::default(),
             skipped: VecDeque::new(),
             stopped: None,
+            redirected_out: Vec::new(),
             cfg,
         };
         w.handshake(db).await?;
@@ -606,6 +627,7 @@ impl Writer {
             failures: Vec::new(),
             attempts: 0,
             outstanding: false,
+            redirected: Vec::new(),
         });
         // Write once a batch is gathered, or a quarter of the window: waiting for a full
         // window before writing would leave the server idle while it fills.
@@ -644,6 +666,45 @@ impl Writer {
             }
             self.read_some().await?;
         }
+    }
+
+    /// Commands answered `MOVED`/`ASK` since the last call (with `redirects` on). The
+    /// writer counts them as answered in [`acked_tag`](Self::acked_tag): the caller owns
+    /// them now, and must take them before it reads `acked_tag`.
+    pub fn take_redirected(&mut self) -> Vec<Redirected> {
+        std::mem::take(&mut self.redirected_out)
+    }
+
+    /// Moves an entry's redirected commands to `redirected_out`: a transaction whole, else
+    /// the commands that were redirected, in order.
+    fn hand_back(&mut self, entry: &mut Entry) {
+        let redirected = std::mem::take(&mut entry.redirected);
+        let error = String::from_utf8_lossy(&redirected[0].1).into_owned();
+        let kind = match &entry.kind {
+            EntryKind::Cmd(k) => k.clone(),
+            EntryKind::Select(_) => return,
+        };
+        let (bytes, n) = if matches!(kind, CmdKind::Transaction { .. }) {
+            entry.failures.clear();
+            (entry.bytes.clone(), entry.n)
+        } else {
+            let ranges = split_commands(&entry.bytes, entry.n as usize).unwrap_or_default();
+            let mut b = Vec::new();
+            for (idx, _) in &redirected {
+                if let Some(r) = ranges.get(*idx as usize) {
+                    b.extend_from_slice(&entry.bytes[r.clone()]);
+                }
+            }
+            (Bytes::from(b), redirected.len() as u32)
+        };
+        self.redirected_out.push(Redirected {
+            db: entry.db,
+            bytes,
+            n,
+            tag: entry.tag,
+            kind,
+            error,
+        });
     }
 
     /// The largest tag such that it and every command before it were answered and none
@@ -711,6 +772,7 @@ impl Writer {
                 failures: Vec::new(),
                 attempts: 0,
                 outstanding: false,
+                redirected: Vec::new(),
             });
         }
         self.enqueue_raw(entry);
@@ -911,6 +973,22 @@ impl Writer {
             (EntryKind::Cmd(k), Reply::Error(text)) => {
                 let (class, name) = classify(&text);
                 self.count_error(name);
+                if self.cfg.redirects {
+                    let front = self.inflight.front_mut();
+                    if let Some(e) = front.filter(|_| class == Class::Redirect) {
+                        e.redirected.push((idx, text));
+                        return self.finish_front(done);
+                    }
+                    let redirected = self
+                        .inflight
+                        .front()
+                        .is_some_and(|e| !e.redirected.is_empty());
+                    if redirected && name == "EXECABORT" {
+                        // Discarded because a queued command was redirected: the whole
+                        // transaction goes to the node that owns it.
+                        return self.finish_front(done);
+                    }
+                }
                 let has_failures = self
                     .inflight
                     .front()
@@ -1007,6 +1085,9 @@ impl Writer {
         };
         self.inflight_cmds -= entry.expected() as usize;
         self.inflight_bytes -= entry.bytes.len();
+        if !entry.redirected.is_empty() {
+            self.hand_back(&mut entry);
+        }
         if entry.failures.is_empty() {
             if entry.outstanding {
                 self.outstanding -= 1;

@@ -16,8 +16,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod cluster;
 pub mod dataset;
 pub mod ferry;
+pub mod ferry_proc;
 pub mod parallel;
 pub mod proxy;
 pub mod server;

@@ -39,9 +39,15 @@ impl Server {
     /// PING. `extra_args` are appended (`&["--maxmemory", "10mb"]`). Panics with the tail of
     /// the server's log when it does not come up.
     pub fn start(spec: &ServerSpec, extra_args: &[&str]) -> Server {
+        Server::start_with_port(spec, extra_args, free_port)
+    }
+
+    /// [`Server::start`] on a port chosen by `pick` (a cluster node needs its bus port,
+    /// port + 10000, free and below 65536 too).
+    pub fn start_with_port(spec: &ServerSpec, extra_args: &[&str], pick: fn() -> u16) -> Server {
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
+            let port = pick();
             let dir = TempDir::new(&spec.name);
             match Server::try_start(spec, port, dir, extra_args) {
                 Ok(server) => return server,

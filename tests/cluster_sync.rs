@@ -1,0 +1,567 @@
+//! `ferry sync` into real clusters: standalone → 3-master cluster with writes during the
+//! snapshot and the stream (cross-slot DEL/MSET/MSETNX/UNLINK, transactions within and
+//! across slots, scripts), a multi-db source into a cluster through `[transform] db_map`,
+//! and a target failover (CLUSTER FAILOVER on a replica) and slot migration (SETSLOT
+//! IMPORTING/MIGRATING + MIGRATE) in the middle of the stream. Both sides are compared
+//! key by key by the harness (its own client, its own slot hashing), never by ferry.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{slot_of, Cluster};
+use common::dataset::{fill, read_back, Model};
+use common::ferry_proc;
+use common::workload::{self, Workload};
+use common::{assert_models_equal, require_server, Client, Server, ServerSpec, TempDir};
+
+const SYNC_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn offset(source: &Server) -> impl Fn() -> u64 + '_ {
+    move || {
+        source
+            .client()
+            .info("replication")
+            .get("master_repl_offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Writes on db 0 only, with commands whose keys fall in several slots.
+fn cluster_workload(
+    addr: std::net::SocketAddr,
+    ops: u64,
+    seed: u64,
+    spec: &ServerSpec,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut c = Client::connect(addr);
+    let mut s = seed | 1;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut done = 0;
+    let mut fresh = 0u64;
+    while done < ops && !stop.load(Ordering::Relaxed) {
+        let r = next();
+        let n = r % 300;
+        let k = |p: &str, m: u64| format!("cw:{p}:{}", n % m);
+        let args: Vec<String> = match (r >> 20) % 16 {
+            0 => vec!["SET".into(), k("s", 300), format!("v{r}")],
+            1 => vec!["INCR".into(), k("ctr", 20)],
+            2 => vec!["RPUSH".into(), k("l", 10), format!("e{n}")],
+            3 => vec!["SADD".into(), k("set", 10), format!("m{n}")],
+            4 => vec!["ZADD".into(), k("z", 10), n.to_string(), format!("m{n}")],
+            5 => vec![
+                "HSET".into(),
+                k("h", 10),
+                format!("f{}", n % 30),
+                format!("v{r}"),
+            ],
+            6 => vec!["PEXPIRE".into(), k("s", 300), "3600000".into()],
+            // Several slots in one command: split per slot by ferry.
+            7 => vec![
+                "DEL".into(),
+                k("s", 300),
+                format!("cw:s:{}", (n + 7) % 300),
+                k("l", 10),
+            ],
+            8 => vec![
+                "MSET".into(),
+                k("s", 300),
+                "m1".into(),
+                format!("cw:s:{}", (n + 1) % 300),
+                "m2".into(),
+                format!("cw:s:{}", (n + 2) % 300),
+                "m3".into(),
+            ],
+            9 => {
+                fresh += 1;
+                vec![
+                    "MSETNX".into(),
+                    format!("cw:nx:{fresh}:a"),
+                    "1".into(),
+                    format!("cw:nx:{fresh}:b"),
+                    "2".into(),
+                ]
+            }
+            10 if spec.redis_at_least(4, 0) => vec!["UNLINK".into(), k("set", 10), k("z", 10)],
+            11 => {
+                // A transaction across slots (split per slot) and one in a slot (atomic).
+                c.cmd_str(&["MULTI"]);
+                c.cmd_str(&["INCR", "cw:tx:a"]);
+                c.cmd_str(&["INCR", "cw:tx:b"]);
+                c.cmd_str(&["EXEC"]);
+                c.cmd_str(&["MULTI"]);
+                c.cmd_str(&["INCR", "{cw:tx}:a"]);
+                c.cmd_str(&["RPUSH", "{cw:tx}:l", &n.to_string()]);
+                c.cmd_str(&["EXEC"]);
+                done += 1;
+                continue;
+            }
+            12 => vec![
+                "EVAL".into(),
+                "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])".into(),
+                "2".into(),
+                format!("{{cw:ev}}:{}", n % 5),
+                "{cw:ev}:n".into(),
+                format!("{r}"),
+            ],
+            13 => vec!["SETEX".into(), k("ex", 20), "5000".into(), "v".into()],
+            14 => vec!["LPOP".into(), k("l", 10)],
+            _ => vec!["APPEND".into(), k("app", 10), format!("+{n}")],
+        };
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let reply = c.cmd_str(&refs);
+        assert!(
+            !reply.is_error() || refs[0] == "INCR",
+            "{refs:?}: {reply:?}"
+        );
+        done += 1;
+        if done % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    done
+}
+
+/// A source with every type and encoding in db 0 (the other dbs emptied), and bulk keys.
+fn source_with_data(spec: &ServerSpec, keep_other_dbs: bool) -> Server {
+    let source = Server::start(spec, &["--repl-diskless-sync", "no"]);
+    let mut c = source.client();
+    fill(&mut c, spec);
+    if !keep_other_dbs {
+        for db in [1, 5] {
+            c.select(db);
+            c.ok(&["FLUSHDB"]);
+        }
+        c.select(0);
+    }
+    let mut cmds = Vec::new();
+    for i in 0..5000 {
+        cmds.push(vec![
+            b"SET".to_vec(),
+            format!("bulk:{i}").into_bytes(),
+            format!("value-{i}").into_bytes(),
+        ]);
+    }
+    c.pipeline_ok(&cmds);
+    source
+}
+
+fn standalone_into_cluster(spec_name: &str) {
+    let Some(spec) = require_server(spec_name) else {
+        return;
+    };
+    let t0 = Instant::now();
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = source_with_data(&spec, false);
+    let dir = TempDir::new("cluster-sync");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
+    let writer = std::thread::spawn(move || cluster_workload(addr, 3000, 11, &spec2, &stop2));
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+    let ops = writer.join().expect("workload");
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    ferry_proc::stop(ferry);
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    let counts = cluster.key_counts();
+    assert!(
+        counts.iter().all(|&n| n > 1000),
+        "keys spread over the masters: {counts:?}"
+    );
+    eprintln!(
+        "{spec} -> 3-master cluster: {} keys equal ({counts:?}) after {ops} writes, errors {}, {:.1} s",
+        actual.keys.len(),
+        status["errors"],
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn standalone_into_cluster_redis_7_2() {
+    standalone_into_cluster("redis-7.2");
+}
+
+/// The old-server path: CLUSTER SLOTS (no SHARDS), COMMAND without key specs (EVAL's keys
+/// from the built-in table), no UNLINK.
+#[test]
+fn standalone_into_cluster_redis_3_2() {
+    standalone_into_cluster("redis-3.2");
+}
+
+/// dbs 0, 1, 3 and 5 of a standalone source into one cluster, each db under a prefix;
+/// the workload switches dbs and flushes db 3 (a prefix-scoped delete on the cluster).
+#[test]
+fn multi_db_into_cluster_with_db_map_valkey_9_1() {
+    let Some(spec) = require_server("valkey-9.1") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = source_with_data(&spec, true);
+    let dir = TempDir::new("cluster-dbmap");
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(
+        &cfg,
+        "[transform]\ndb_map = { \"0\" = \"0:db0:\", \"1\" = \"0:db1:\", \"3\" = \"0:db3:\", \"5\" = \"0:db5:\" }\n",
+    )
+    .expect("config");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        let w = Workload {
+            ops: 2500,
+            pause: Duration::from_millis(3),
+            seed: 5,
+        };
+        workload::run(&mut c, &spec2, &w, &stop2)
+    });
+    let mut ferry = ferry_proc::start(
+        &source.url(),
+        &cluster.url(),
+        dir.path(),
+        &["--config", cfg.to_str().expect("utf-8")],
+    );
+    writer.join().expect("workload");
+    // In the stream: db 3 gets keys (hash-tagged into several slots), is flushed (only
+    // db3:* may go on the target, on every master), and gets one key back.
+    let mut c = source.client();
+    c.select(3);
+    for i in 0..30 {
+        c.ok(&["SET", &format!("gone:{i}"), "x"]);
+    }
+    c.ok(&["FLUSHDB"]);
+    c.ok(&["SET", "kept", "y"]);
+    c.select(0);
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    ferry_proc::stop(ferry);
+    assert_eq!(
+        status["errors"],
+        serde_json::json!({}),
+        "no command refused: {status}"
+    );
+    let src = read_back(&mut source.client(), &spec, &[0, 1, 2, 3, 5]);
+    assert!(
+        src.keys.contains_key(&(3, b"kept".to_vec()))
+            && src.keys.keys().filter(|k| k.0 == 0).count() > 5000
+    );
+    let mut expected = Model {
+        functions: src.functions.clone(),
+        ..Default::default()
+    };
+    for ((db, key), v) in src.keys {
+        let mut k = format!("db{db}:").into_bytes();
+        k.extend(key);
+        expected.keys.insert((0, k), v);
+    }
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+}
+
+/// A source with keys in db 1 into a cluster without a mapping: ferry refuses at start
+/// and names the option.
+#[test]
+fn non_zero_db_into_cluster_without_mapping_stops_at_start() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = Server::start(&spec, &[]);
+    let mut c = source.client();
+    c.select(1);
+    c.ok(&["SET", "k", "v"]);
+    let dir = TempDir::new("cluster-nodbmap");
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+    let (code, log) = ferry_proc::wait_exit(&mut ferry, Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{log}");
+    assert!(log.contains("db_map") && log.contains("[1]"), "{log}");
+}
+
+/// Moves `slot` from the master that owns it to `to`, key by key, the way
+/// `redis-cli --cluster reshard` does.
+fn migrate_slot(cluster: &Cluster, slot: u16, to: &Server, before_done: impl FnOnce()) {
+    let from = cluster.owner(slot);
+    let (from_id, to_id) = (node_id(from), node_id(to));
+    let s = slot.to_string();
+    to.client()
+        .ok(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
+    from.client()
+        .ok(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
+    let port = to.port().to_string();
+    loop {
+        let keys = from.client().ok(&["CLUSTER", "GETKEYSINSLOT", &s, "10"]);
+        let keys: Vec<Vec<u8>> = keys
+            .into_array()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|k| k.into_bytes())
+            .collect();
+        if keys.is_empty() {
+            break;
+        }
+        for k in keys {
+            let r = from.client().cmd(&[
+                b"MIGRATE",
+                b"127.0.0.1",
+                port.as_bytes(),
+                &k,
+                b"0",
+                b"5000",
+                b"REPLACE",
+            ]);
+            assert!(!r.is_error(), "MIGRATE: {r:?}");
+        }
+        // Let writes hit the half-migrated slot (ASK for moved keys).
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    before_done();
+    for n in &cluster.nodes {
+        n.client()
+            .cmd_str(&["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+    }
+}
+
+fn node_id(s: &Server) -> String {
+    s.client().ok(&["CLUSTER", "MYID"]).as_text().expect("id")
+}
+
+/// A manual failover of master 0 and a slot migration while the stream runs; nothing lost.
+#[test]
+fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 1);
+    let source = source_with_data(&spec, false);
+    let dir = TempDir::new("cluster-topology");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
+    let writer = std::thread::spawn(move || cluster_workload(addr, u64::MAX, 23, &spec2, &stop2));
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+
+    // Failover: master 0's replica takes over (graceful, CLUSTER FAILOVER on the replica).
+    let old_master = cluster.owner(0).port();
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            let r = n.client().info("replication");
+            r.get("role").map(String::as_str) == Some("slave")
+                && r.get("master_port").and_then(|p| p.parse::<u16>().ok()) == Some(old_master)
+        })
+        .expect("a replica of the master of slot 0");
+    replica.client().ok(&["CLUSTER", "FAILOVER"]);
+    let t0 = Instant::now();
+    while cluster.owner(0).port() == old_master {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "failover did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.wait_ok();
+
+    // Slot migration of a busy slot (cw:s:1 is written by the workload).
+    let slot = slot_of(b"cw:s:1");
+    let owner = cluster.owner(slot).port();
+    let to = cluster
+        .current_masters()
+        .into_iter()
+        .find(|m| m.port() != owner)
+        .expect("another master");
+    migrate_slot(&cluster, slot, to, || {
+        // Keys of the slot written now are on neither side yet: the old owner answers
+        // ASK, and ferry must send ASKING + the command to the importing node.
+        let mut c = source.client();
+        for i in 0..20 {
+            let key = format!("{{cw:s:1}}:asked:{i}");
+            c.ok(&["SET", &key, "a"]);
+        }
+        let want = offset(&source)();
+        ferry_proc::wait_applied(&mut ferry, want, SYNC_TIMEOUT);
+    });
+    cluster.wait_ok();
+    std::thread::sleep(Duration::from_millis(500));
+
+    stop.store(true, Ordering::Relaxed);
+    let ops = writer.join().expect("workload");
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    ferry_proc::stop(ferry);
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    eprintln!(
+        "failover + migration: {} keys equal after {ops} writes; errors {}",
+        actual.keys.len(),
+        status["errors"]
+    );
+    assert!(
+        status["errors"]["MOVED"].as_u64() > Some(0),
+        "the failover moved slots: {status}"
+    );
+    assert!(
+        status["errors"]["ASK"].as_u64() > Some(0),
+        "the migration asked: {status}"
+    );
+    assert!(actual
+        .keys
+        .contains_key(&(0, b"{cw:s:1}:asked:19".to_vec())));
+}
+
+/// Every type, some with expiries, written through the harness's cluster client.
+fn fill_cluster(cl: &Cluster, keys: usize) {
+    let mut c = cl.client();
+    for i in 0..keys {
+        let k = format!("cs:{i}");
+        match i % 6 {
+            0 => c.cmd_str(&["SET", &k, &format!("v{i}")]),
+            1 => c.cmd_str(&["RPUSH", &k, "a", "b", &i.to_string()]),
+            2 => c.cmd_str(&["HSET", &k, "f", "1", "g", &i.to_string()]),
+            3 => c.cmd_str(&["SADD", &k, "x", "y", &i.to_string()]),
+            4 => c.cmd_str(&["ZADD", &k, "1.5", "m", &i.to_string(), "n"]),
+            _ if cl.spec.has_streams() => c.cmd_str(&["XADD", &k, "*", "f", &i.to_string()]),
+            _ => c.cmd_str(&["SET", &k, "s"]),
+        };
+        if i % 10 == 0 {
+            c.cmd_str(&["PEXPIRE", &k, "3600000"]);
+        }
+    }
+}
+
+/// Single-slot writes through the cluster client until stopped.
+fn cluster_source_workload(cl: &Cluster, stop: &AtomicBool, max: u64) -> u64 {
+    let mut c = cl.client();
+    let mut done = 0u64;
+    let mut r: u64 = 0x9e3779b97f4a7c15;
+    while !stop.load(Ordering::Relaxed) && done < max {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        let n = r % 500;
+        let k = format!("cs:{n}");
+        let reply = match r % 7 {
+            0 => c.cmd_str(&["SET", &format!("w:{n}"), &r.to_string()]),
+            1 => c.cmd_str(&["INCR", &format!("w:ctr:{}", n % 20)]),
+            2 => c.cmd_str(&["DEL", &k]),
+            3 => c.cmd_str(&["RPUSH", &format!("w:l:{}", n % 10), &n.to_string()]),
+            4 => c.cmd_str(&["HSET", &format!("w:h:{}", n % 10), &format!("f{n}"), "v"]),
+            5 => c.cmd_str(&["EXPIRE", &format!("w:{n}"), "3600"]),
+            _ => c.cmd_str(&["APPEND", &format!("w:a:{}", n % 10), "+"]),
+        };
+        assert!(!reply.is_error(), "{reply:?}");
+        done += 1;
+        if done % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    done
+}
+
+fn cluster_offsets(cl: &Cluster) -> u64 {
+    cl.current_masters()
+        .iter()
+        .map(|m| {
+            m.client()
+                .info("replication")
+                .get("master_repl_offset")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// 3 masters into 2 (a different slot layout), writes throughout.
+#[test]
+fn cluster_into_cluster_with_another_shard_count_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let src = Cluster::start(&spec, 3, 0);
+    let dst = Cluster::start(&spec, 2, 0);
+    fill_cluster(&src, 3000);
+    let dir = TempDir::new("cluster-cluster");
+    let stop = AtomicBool::new(false);
+    let (ops, status) = std::thread::scope(|s| {
+        let w = s.spawn(|| cluster_source_workload(&src, &stop, 4000));
+        let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
+        let ops = w.join().expect("workload");
+        let status =
+            ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
+        ferry_proc::stop(ferry);
+        (ops, status)
+    });
+    assert_eq!(
+        status["shards"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    let expected = src.read_back();
+    let actual = dst.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    eprintln!(
+        "3 -> 2 masters: {} keys equal after {ops} writes",
+        actual.keys.len()
+    );
+}
+
+/// A cluster back into one standalone server (a rollback), with a slot migration on the
+/// source in the middle of the stream.
+#[test]
+fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
+    let Some(spec) = require_server("valkey-9.1") else {
+        return;
+    };
+    let src = Cluster::start(&spec, 3, 0);
+    let dst = Server::start(&spec, &[]);
+    fill_cluster(&src, 3000);
+    let dir = TempDir::new("cluster-standalone");
+    let stop = AtomicBool::new(false);
+    let status = std::thread::scope(|s| {
+        let w = s.spawn(|| cluster_source_workload(&src, &stop, u64::MAX));
+        let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
+        ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+        // Move a slot with keys of the fill and of the workload (w:1 is written).
+        let slot = slot_of(b"w:1");
+        let owner = src.owner(slot).port();
+        let to = src
+            .current_masters()
+            .into_iter()
+            .find(|m| m.port() != owner)
+            .expect("another master");
+        for i in 0..20 {
+            src.client()
+                .cmd_str(&["SET", &format!("{{w:1}}:m{i}"), "x"]);
+        }
+        migrate_slot(&src, slot, to, || {});
+        src.wait_ok();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        w.join().expect("workload");
+        let status =
+            ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
+        ferry_proc::stop(ferry);
+        status
+    });
+    let expected = src.read_back();
+    let actual = read_back(&mut dst.client(), &spec, &[0]);
+    assert_models_equal(&expected, &actual, 1_000);
+    assert!(
+        status["errors"]["migration_deletes_dropped"].as_u64() > Some(0),
+        "the migration's deletes were recognised: {status}"
+    );
+    eprintln!(
+        "cluster -> standalone with a source migration: {} keys equal; {}",
+        actual.keys.len(),
+        status["errors"]
+    );
+}

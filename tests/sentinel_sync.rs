@@ -1,0 +1,215 @@
+//! A source given as `redis-sentinel://…/name`: ferry asks the sentinels for the master,
+//! and follows a failover (SENTINEL FAILOVER) by asking again and continuing the stream
+//! from the new master with PSYNC (no new full resync). Real sentinels
+//! (`redis-server sentinel.conf --sentinel`); the comparison is the harness's.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::dataset::{fill, read_back};
+use common::ferry_proc::{self, free_port};
+use common::workload::{self, Workload};
+use common::{assert_models_equal, require_server, Client, Server, ServerSpec, TempDir};
+
+/// A sentinel process, killed on drop.
+struct Sentinel {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sentinel {
+    fn start(spec: &ServerSpec, master_port: u16) -> Sentinel {
+        let dir = TempDir::new("sentinel");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n\
+                 sentinel monitor m 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds m 2000\n\
+                 sentinel failover-timeout m 5000\n",
+                dir.path().display(),
+                dir.path().join("sentinel.log").display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = Command::new(&spec.path)
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sentinel starts");
+        let s = Sentinel {
+            child,
+            port,
+            _dir: dir,
+        };
+        let t0 = Instant::now();
+        while s.try_client().is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "sentinel did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn try_client(&self) -> Option<Client> {
+        let mut c = Client::try_connect(format!("127.0.0.1:{}", self.port).parse().ok()?).ok()?;
+        c.try_cmd(&[b"PING"]).ok()?;
+        Some(c)
+    }
+
+    fn master_port(&self) -> Option<u16> {
+        let r = self
+            .try_client()?
+            .cmd_str(&["SENTINEL", "get-master-addr-by-name", "m"]);
+        r.as_array()?.get(1)?.as_text()?.parse().ok()
+    }
+}
+
+fn offset(s: &Server) -> u64 {
+    s.client()
+        .info("replication")
+        .get("master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn source_failover_through_sentinel_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let master = Server::start(&spec, &[]);
+    let port = master.port().to_string();
+    let replica = Server::start(&spec, &["--replicaof", "127.0.0.1", &port]);
+    let s1 = Sentinel::start(&spec, master.port());
+    let s2 = Sentinel::start(&spec, master.port());
+    let t0 = Instant::now();
+    // The sentinels learn the replica from the master's INFO.
+    while s1.try_client().map(|mut c| {
+        c.cmd_str(&["SENTINEL", "replicas", "m"])
+            .as_array()
+            .map_or(0, |a| a.len())
+    }) != Some(1)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "sentinel never saw the replica"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = Server::start(&spec, &[]);
+    fill(&mut master.client(), &spec);
+
+    // The first sentinel listed is not there: ferry asks the next one.
+    let url = format!(
+        "redis-sentinel://127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/m",
+        free_port(),
+        s1.port,
+        s2.port
+    );
+    let dir = TempDir::new("sentinel-sync");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, spec2, stop2) = (master.addr(), spec.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        workload::run(
+            &mut c,
+            &spec2,
+            &Workload {
+                ops: 1500,
+                pause: Duration::from_millis(3),
+                seed: 3,
+            },
+            &stop2,
+        )
+    });
+    let mut ferry = ferry_proc::start(&url, &target.url(), dir.path(), &[]);
+    writer.join().expect("workload");
+    ferry_proc::wait_consistent(&mut ferry, || offset(&master), Duration::from_secs(60));
+
+    // Failover: the replica is caught up (WAIT), then the sentinels promote it.
+    master.client().cmd_str(&["WAIT", "1", "5000"]);
+    s1.try_client()
+        .expect("sentinel")
+        .ok(&["SENTINEL", "FAILOVER", "m"]);
+    let t0 = Instant::now();
+    while s1.master_port() != Some(replica.port())
+        || replica
+            .client()
+            .info("replication")
+            .get("role")
+            .map(String::as_str)
+            != Some("master")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the failover did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Writes go on at the new master.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, spec2) = (replica.addr(), spec.clone());
+    let ops = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        workload::run(
+            &mut c,
+            &spec2,
+            &Workload {
+                ops: 1500,
+                pause: Duration::from_millis(3),
+                seed: 4,
+            },
+            &stop,
+        )
+    })
+    .join()
+    .expect("workload on the new master");
+    let status =
+        ferry_proc::wait_consistent(&mut ferry, || offset(&replica), Duration::from_secs(60));
+    let log = ferry.log.clone();
+    ferry_proc::stop(ferry);
+    drop(master);
+
+    let dbs = [0, 1, 2, 3, 5];
+    let expected = read_back(&mut replica.client(), &spec, &dbs);
+    let actual = read_back(&mut target.client(), &spec, &dbs);
+    assert_models_equal(&expected, &actual, 1_000);
+    assert!(
+        status["reconnects"].as_u64() >= Some(1),
+        "the link moved: {status}"
+    );
+    // One snapshot only: after the failover the stream continued (PSYNC) from the new
+    // master; a second snapshot would leave keys deleted meanwhile on the target.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches("full resync: receiving the snapshot").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("continuing the stream"), "{text}");
+    eprintln!(
+        "sentinel failover followed: {} keys equal, {ops} writes after it; {}",
+        actual.keys.len(),
+        status["reconnects"]
+    );
+}
