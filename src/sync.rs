@@ -262,6 +262,7 @@ pub async fn run(
                     }
                     SourceItem::Reconnecting { reason } => {
                         warn!(%reason, "source link dropped; reconnecting");
+                        status.update(|s| s.last_error = Some(format!("source link dropped: {reason}")));
                     }
                 }
             }
@@ -347,6 +348,9 @@ fn update_status(
         s.spool.bytes = s.spool_bytes;
         s.spool.disk_bytes = link.spool_disk_bytes();
         s.reconnects = link.reconnects();
+        if let Some(r) = st.skipped.last() {
+            s.last_error = Some(format!("{} ({}): {}", r.command, r.class, r.message));
+        }
         s.errors = st
             .errors_by_class
             .iter()
