@@ -1081,3 +1081,37 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     });
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_204_331), "1,204,331");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn heartbeat_lag_counts_only_applied_heartbeats_and_grows_when_overdue() {
+        let mut lag = HeartbeatLag::new(Some(Duration::from_secs(1)));
+        assert_eq!(lag.seconds(), None);
+        let now = now_ms();
+        let mut q: VecDeque<(u64, i64)> = [(100, now - 500), (200, now - 300)].into();
+        // Only the first is applied (offset 150): its lag, about 0.5 s.
+        lag.applied(&mut q, 150);
+        assert_eq!(q.len(), 1);
+        let l = lag.seconds().unwrap();
+        assert!((0.5..5.0).contains(&l), "{l}");
+        lag.applied(&mut q, 200);
+        assert!(q.is_empty());
+        // A heartbeat 10 s old and nothing newer: overdue by about 9 s.
+        let mut lag = HeartbeatLag::new(Some(Duration::from_secs(1)));
+        let mut q: VecDeque<(u64, i64)> = [(10, now - 10_000)].into();
+        lag.applied(&mut q, 10);
+        assert!(lag.seconds().unwrap() >= 9.0);
+    }
+}
