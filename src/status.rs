@@ -15,11 +15,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -451,5 +450,53 @@ pub fn probe(addr: &str) -> Result<(), String> {
         Some("200") => Ok(()),
         Some(code) => Err(format!("{addr}/healthz: {code} {body}")),
         None => Err(format!("{addr}/healthz: not an HTTP reply")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_turns_red_after_the_timeout_and_names_the_side() {
+        let mut d = StatusData {
+            healthz_timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        d.set_phase(Phase::Stream);
+        let now = Instant::now();
+        d.target_progress_at = Some(now);
+        d.judge_health(now);
+        assert!(d.health.ok && d.health.source_link_up && d.health.target_up);
+        // Down for less than the timeout: reported down, still healthy.
+        d.source_down_since = Some(now);
+        d.judge_health(now + Duration::from_secs(1));
+        assert!(d.health.ok && !d.health.source_link_up);
+        d.judge_health(now + Duration::from_secs(6));
+        assert!(!d.health.ok);
+        assert!(d.health.reason.as_deref().unwrap().contains("source link"));
+        d.source_down_since = None;
+        d.judge_health(now + Duration::from_secs(6));
+        assert!(!d.health.ok && !d.health.target_up);
+        assert!(d.health.reason.as_deref().unwrap().contains("target"));
+        d.target_progress_at = Some(now + Duration::from_secs(6));
+        d.judge_health(now + Duration::from_secs(6));
+        assert!(d.health.ok);
+        d.set_phase(Phase::Stopped);
+        d.judge_health(now + Duration::from_secs(6));
+        assert_eq!(d.health.reason.as_deref(), Some("the sync has stopped"));
+    }
+
+    #[test]
+    fn phase_timings_add_up_per_phase() {
+        let mut d = StatusData::default();
+        d.set_phase(Phase::Handshake);
+        d.phase_since = d.phase_since.map(|t| t - Duration::from_secs(2));
+        d.set_phase(Phase::Snapshot);
+        assert!(d.timings.handshake_seconds >= 2.0);
+        assert_eq!(d.timings.snapshot_seconds, 0.0);
+        d.phase_since = d.phase_since.map(|t| t - Duration::from_secs(3));
+        d.set_phase(Phase::Stream);
+        assert!(d.timings.snapshot_seconds >= 3.0);
     }
 }

@@ -352,6 +352,7 @@ pub async fn run(
                     }
                     SourceItem::Reconnecting { reason } => {
                         warn!(%reason, "source link dropped; reconnecting");
+                        status.update(|s| s.last_error = Some(format!("source link dropped: {reason}")));
                     }
                 }
             }
@@ -437,6 +438,9 @@ fn update_status(
         s.spool.bytes = s.spool_bytes;
         s.spool.disk_bytes = link.spool_disk_bytes();
         s.reconnects = link.reconnects();
+        if let Some(r) = st.skipped.last() {
+            s.last_error = Some(format!("{} ({}): {}", r.command, r.class, r.message));
+        }
         s.errors = st
             .errors_by_class
             .iter()
@@ -1141,4 +1145,38 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_204_331), "1,204,331");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn heartbeat_lag_counts_only_applied_heartbeats_and_grows_when_overdue() {
+        let mut lag = HeartbeatLag::new(Some(Duration::from_secs(1)));
+        assert_eq!(lag.seconds(), None);
+        let now = now_ms();
+        let mut q: VecDeque<(u64, i64)> = [(100, now - 500), (200, now - 300)].into();
+        // Only the first is applied (offset 150): its lag, about 0.5 s.
+        lag.applied(&mut q, 150);
+        assert_eq!(q.len(), 1);
+        let l = lag.seconds().unwrap();
+        assert!((0.5..5.0).contains(&l), "{l}");
+        lag.applied(&mut q, 200);
+        assert!(q.is_empty());
+        // A heartbeat 10 s old and nothing newer: overdue by about 9 s.
+        let mut lag = HeartbeatLag::new(Some(Duration::from_secs(1)));
+        let mut q: VecDeque<(u64, i64)> = [(10, now - 10_000)].into();
+        lag.applied(&mut q, 10);
+        assert!(lag.seconds().unwrap() >= 9.0);
+    }
 }

@@ -141,6 +141,12 @@ fn status_metrics_and_healthz_during_a_real_sync() {
         assert!(s.pointer(p).is_some(), "/status lacks {p}: {s:#}");
     }
     assert_eq!(s["phase"], "stream");
+    assert!(
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("LPUSH") && e.contains("WRONGTYPE")),
+        "{s:#}"
+    );
     assert_eq!(s["health"]["ok"], true, "{s:#}");
     assert!(s["snapshot"]["done"] == true && s["snapshot"]["keys"].as_u64() > Some(0));
     assert_eq!(s["snapshot"]["bytes_total"], s["snapshot"]["bytes_read"]);

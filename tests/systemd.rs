@@ -141,7 +141,7 @@ fn notify_ready_watchdog_stopping_and_sighup_reopen_during_a_real_sync() {
         &config,
         format!(
             "[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n[status]\nlisten = \"{status}\"\n\
-             [log]\nfile = \"{}\"\n[sync]\ndrain_timeout = 5.0\n",
+             [log]\nfile = \"{}\"\nformat = \"json\"\n[sync]\ndrain_timeout = 5.0\n",
             source.url(),
             target.url(),
             log_file.display()
@@ -217,7 +217,13 @@ fn notify_ready_watchdog_stopping_and_sighup_reopen_during_a_real_sync() {
     let ready = msgs.iter().position(|m| m == "READY=1").unwrap();
     let stopping = msgs.iter().position(|m| m == "STOPPING=1").unwrap();
     assert!(ready < stopping, "{msgs:?}");
-    assert!(std::fs::read_to_string(&log_file)
-        .unwrap()
-        .contains("final applied offset"));
+    let after = std::fs::read_to_string(&log_file).unwrap();
+    assert!(after.contains("final applied offset"));
+    // `[log] format = "json"`: one JSON object per line, in both files.
+    let before = std::fs::read_to_string(&rotated).unwrap();
+    for line in before.lines().chain(after.lines()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
 }
