@@ -165,8 +165,8 @@ impl Sink {
         };
         // Snapshot Cmds (a known key, or a batch of small keys) were mapped when their keys
         // were decoded; only verbatim stream commands are mapped here.
-        let mapped = cmd.kind.key().is_some()
-            || matches!(cmd.kind, CmdKind::Script | CmdKind::Batch);
+        let mapped =
+            cmd.kind.key().is_some() || matches!(cmd.kind, CmdKind::Script | CmdKind::Batch);
         let cmd = if self.map.is_identity() || mapped {
             cmd
         } else {
