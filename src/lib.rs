@@ -17,6 +17,9 @@
 //!   classes and order-keeping retries) and what the target server supports.
 //! * [`sync`]: the one place that knows every stage: snapshot, then the command stream,
 //!   and the applied offset. [`status`] serves `/status` and `/healthz` from it.
+//! * [`verify`]: `ferry verify`, a key-by-key comparison of two live endpoints in both
+//!   directions over its own small pipelined client (standalone or cluster on either side);
+//!   it shares only [`resp`] and [`endpoint`] with the rest.
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
 //! * [`config`] (the TOML file), [`endpoint`] (server URLs; passwords never printed),

@@ -21,12 +21,13 @@ use crate::resp::Frame;
 pub const SMALL_STRING: usize = 64 << 10;
 /// Collections up to this many elements are fetched whole in the first pass.
 pub const SMALL_ELEMS: usize = 128;
-/// Elements per `LRANGE`/`XRANGE`/`*SCAN`/`XPENDING` call on the big path.
-const CHUNK_ELEMS: usize = 1000;
+/// Elements per `LRANGE`/`XRANGE`/`*SCAN`/`XPENDING` call on the big path: large, since a
+/// `*SCAN` of one collection is a chain of round trips.
+const CHUNK_ELEMS: usize = 5000;
 /// Bytes per `GETRANGE` call on the big path.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunk reads pipelined per round trip on the big path.
-const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ty {
@@ -77,6 +78,20 @@ pub struct Checker<'a> {
     pub diffs: Vec<Diff>,
     /// Keys of a module type (value not compared).
     pub not_compared: u64,
+    /// Keys too big for the first passes, for [`Checker::check_big`] (the caller may hand
+    /// them to another worker).
+    pub big: Vec<BigKey>,
+}
+
+/// A key whose value is compared in chunks, one key at a time.
+#[derive(Debug, Clone)]
+pub struct BigKey {
+    pub db: u32,
+    pub key: Vec<u8>,
+    ty: Ty,
+    /// Lengths on the source and the target (0 for strings: read when compared).
+    ls: u64,
+    lt: u64,
 }
 
 /// The text of an error reply.
@@ -122,7 +137,27 @@ fn side_name(source: bool) -> &'static str {
     }
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    pub fn new(
+        src: &'a mut Side,
+        tgt: &'a mut Side,
+        mode: Mode,
+        ttl_tolerance_ms: i64,
+        db: u32,
+        diffs: Vec<Diff>,
+    ) -> Checker<'a> {
+        Checker {
+            src,
+            tgt,
+            mode,
+            ttl_tolerance_ms,
+            db,
+            diffs,
+            not_compared: 0,
+            big: Vec::new(),
+        }
+    }
+
     fn diff(&mut self, key: &[u8], kind: Kind, detail: String) {
         self.diffs.push(Diff {
             db: self.db,
@@ -143,15 +178,25 @@ impl Checker<'_> {
         if self.mode == Mode::Keys {
             return self.check_existence(keys).await;
         }
+        // TYPE, PTTL and, on the guess that the key is a string (most keys are), its
+        // value or length: one round trip settles every small string. For other types the
+        // guess costs one WRONGTYPE error reply.
+        let full = self.mode == Mode::Full;
+        let small_end = SMALL_STRING.to_string();
         let mut b = Batch::new();
         for k in keys {
             b.push(&[b"TYPE", k]);
             b.push(&[b"PTTL", k]);
+            if full {
+                b.push(&[b"GETRANGE", k, b"0", small_end.as_bytes()]);
+            } else {
+                b.push(&[b"STRLEN", k]);
+            }
         }
         let (s, t) = self.both(&b).await?;
         let mut same: Vec<(usize, Ty)> = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            let (st, sp, tt, tp) = (&s[2 * i], &s[2 * i + 1], &t[2 * i], &t[2 * i + 1]);
+            let (st, sp, tt, tp) = (&s[3 * i], &s[3 * i + 1], &t[3 * i], &t[3 * i + 1]);
             if let Some(e) = [st, sp, tt, tp].into_iter().find_map(err_of) {
                 self.read_failed(k, &e);
                 continue;
@@ -169,6 +214,10 @@ impl Checker<'_> {
                     Kind::Type,
                     format!("{} on the source, {} on the target", a.name(), b.name()),
                 ),
+                (Some(Ty::String), Some(_)) => {
+                    self.check_expiry(k, sp.to_i64(), tp.to_i64());
+                    self.check_string(k, &s[3 * i + 2], &t[3 * i + 2]);
+                }
                 (Some(a), Some(_)) => {
                     self.check_expiry(k, sp.to_i64(), tp.to_i64());
                     same.push((i, a));
@@ -176,6 +225,34 @@ impl Checker<'_> {
             }
         }
         self.check_values(keys, &same).await
+    }
+
+    /// A string from the first pass: its value up to [`SMALL_STRING`] bytes (full mode) or
+    /// its length (outline).
+    fn check_string(&mut self, key: &[u8], s: &Frame, t: &Frame) {
+        if let Some(e) = err_of(s).or_else(|| err_of(t)) {
+            self.read_failed(key, &e);
+            return;
+        }
+        if self.mode != Mode::Full {
+            let (ls, lt) = (as_len(s), as_len(t));
+            if ls != lt {
+                self.diff(key, Kind::Length, format!("string: length {ls} vs {lt}"));
+            }
+            return;
+        }
+        let (a, b) = (s.as_bytes().unwrap_or(b""), t.as_bytes().unwrap_or(b""));
+        if a.len() > SMALL_STRING || b.len() > SMALL_STRING {
+            self.big.push(BigKey {
+                db: self.db,
+                key: key.to_vec(),
+                ty: Ty::String,
+                ls: 0,
+                lt: 0,
+            });
+        } else if let Some((kind, d)) = bytes_diff(a, b, 0, a.len() as u64, b.len() as u64) {
+            self.diff(key, kind, d);
+        }
     }
 
     /// `--mode keys`: `EXISTS` on both sides.
@@ -239,7 +316,6 @@ impl Checker<'_> {
         same: &[(usize, Ty)],
     ) -> Result<(), VerifyError> {
         let full = self.mode == Mode::Full;
-        let small_end = (SMALL_STRING).to_string();
         let small_last = (SMALL_ELEMS - 1).to_string();
         let small_count = SMALL_ELEMS.to_string();
         let mut b = Batch::new();
@@ -249,8 +325,8 @@ impl Checker<'_> {
             let k = keys[*i].as_slice();
             let first = b.len();
             match ty {
-                Ty::String if full => b.push(&[b"GETRANGE", k, b"0", small_end.as_bytes()]),
-                Ty::String => b.push(&[b"STRLEN", k]),
+                // Settled by the first pass.
+                Ty::String => {}
                 Ty::List => {
                     b.push(&[b"LLEN", k]);
                     if full {
@@ -274,7 +350,6 @@ impl Checker<'_> {
             plan.push((*i, ty, first, b.len() - first));
         }
         let (s, t) = self.both(&b).await?;
-        let mut big: Vec<(usize, &Ty, u64, u64)> = Vec::new();
         for &(i, ty, first, n) in &plan {
             let k = keys[i].as_slice();
             let (sr, tr) = (&s[first..first + n], &t[first..first + n]);
@@ -283,20 +358,6 @@ impl Checker<'_> {
                 continue;
             }
             if n == 0 {
-                continue;
-            }
-            if *ty == Ty::String && full {
-                let (a, bb) = (
-                    sr[0].as_bytes().unwrap_or(b""),
-                    tr[0].as_bytes().unwrap_or(b""),
-                );
-                if a.len() > SMALL_STRING || bb.len() > SMALL_STRING {
-                    big.push((i, ty, 0, 0));
-                } else if let Some((kind, d)) =
-                    bytes_diff(a, bb, 0, a.len() as u64, bb.len() as u64)
-                {
-                    self.diff(k, kind, d);
-                }
                 continue;
             }
             let (ls, lt) = (as_len(&sr[0]), as_len(&tr[0]));
@@ -328,23 +389,36 @@ impl Checker<'_> {
                             self.diff(k, kind, d);
                         }
                     }
-                    _ => big.push((i, ty, ls, lt)),
+                    _ => self.push_big(k, ty, ls, lt),
                 },
-                _ => big.push((i, ty, ls, lt)),
+                _ => self.push_big(k, ty, ls, lt),
             }
         }
-        for (i, ty, ls, lt) in big {
-            let k = keys[i].as_slice();
-            let found = match ty {
-                Ty::String => self.big_string(k).await?,
-                Ty::List => self.big_list(k, ls, lt).await?,
-                Ty::Set | Ty::ZSet | Ty::Hash => self.big_unordered(k, ty, ls, lt).await?,
-                Ty::Stream => self.stream(k, ls, lt).await?,
-                Ty::Other(_) => None,
-            };
-            if let Some((kind, d)) = found {
-                self.diff(k, kind, d);
-            }
+        Ok(())
+    }
+
+    fn push_big(&mut self, key: &[u8], ty: &Ty, ls: u64, lt: u64) {
+        self.big.push(BigKey {
+            db: self.db,
+            key: key.to_vec(),
+            ty: ty.clone(),
+            ls,
+            lt,
+        });
+    }
+
+    /// Compares a key the first passes could not settle, reading it in chunks.
+    pub async fn check_big(&mut self, b: &BigKey) -> Result<(), VerifyError> {
+        let (k, ls, lt) = (b.key.as_slice(), b.ls, b.lt);
+        let found = match &b.ty {
+            Ty::String => self.big_string(k).await?,
+            Ty::List => self.big_list(k, ls, lt).await?,
+            ty @ (Ty::Set | Ty::ZSet | Ty::Hash) => self.big_unordered(k, ty, ls, lt).await?,
+            Ty::Stream => self.stream(k, ls, lt).await?,
+            Ty::Other(_) => None,
+        };
+        if let Some((kind, d)) = found {
+            self.diff(k, kind, d);
         }
         Ok(())
     }
