@@ -413,7 +413,10 @@ impl<'a> Checker<'a> {
         let found = match &b.ty {
             Ty::String => self.big_string(k).await?,
             Ty::List => self.big_list(k, ls, lt).await?,
-            ty @ (Ty::Set | Ty::ZSet | Ty::Hash) => self.big_unordered(k, ty, ls, lt).await?,
+            // Both sides order a sorted set the same way (score, then member), so rank
+            // ranges compare in order, pipelined, cheaper for the server than ZSCAN.
+            Ty::ZSet => self.big_zset(k, ls, lt).await?,
+            ty @ (Ty::Set | Ty::Hash) => self.big_unordered(k, ty, ls, lt).await?,
             Ty::Stream => self.stream(k, ls, lt).await?,
             Ty::Other(_) => None,
         };
@@ -507,6 +510,117 @@ impl<'a> Checker<'a> {
             }
         }
         Ok(list_tail(common, ls, lt))
+    }
+
+    /// A sorted set compared by `ZRANGE … WITHSCORES` rank chunks, in order; at the first
+    /// differing rank, `ZSCORE` on the other side tells which member moved or is missing.
+    async fn big_zset(
+        &mut self,
+        key: &[u8],
+        ls: u64,
+        lt: u64,
+    ) -> Result<Option<(Kind, String)>, VerifyError> {
+        let kind = if ls != lt { Kind::Length } else { Kind::Value };
+        let length = if ls != lt {
+            format!("; length {ls} vs {lt}")
+        } else {
+            String::new()
+        };
+        let common = ls.min(lt);
+        let mut off = 0u64;
+        let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
+        'chunks: while off < common {
+            let mut b = Batch::new();
+            let mut n = 0;
+            while off < common && n < CHUNKS_IN_FLIGHT {
+                let end = (off + CHUNK_ELEMS as u64).min(common) - 1;
+                b.push(&[
+                    b"ZRANGE",
+                    key,
+                    off.to_string().as_bytes(),
+                    end.to_string().as_bytes(),
+                    b"WITHSCORES",
+                ]);
+                n += 1;
+                off = end + 1;
+            }
+            let (s, t) = self.both(&b).await?;
+            for j in 0..n {
+                if let Some(e) = err_of(&s[j]).or_else(|| err_of(&t[j])) {
+                    return Ok(Some(read_failed(&e)));
+                }
+                let (Frame::Array(a), Frame::Array(bb)) = (&s[j], &t[j]) else {
+                    return Ok(Some(read_failed("ZRANGE did not answer an array")));
+                };
+                let pairs = a.chunks(2).zip(bb.chunks(2));
+                for (pa, pb) in pairs {
+                    let bytes = |f: &Frame| f.as_bytes().unwrap_or(b"").to_vec();
+                    let same = pa[0] == pb[0]
+                        && pa.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                            == pb.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")));
+                    if !same {
+                        first = Some((bytes(&pa[0]), bytes(&pb[0])));
+                        break 'chunks;
+                    }
+                }
+                if a.len() != bb.len() {
+                    return Ok(Some(read_failed(
+                        "ZRANGE answered chunks of different sizes",
+                    )));
+                }
+            }
+        }
+        let Some((ma, mb)) = first else {
+            if ls == lt {
+                return Ok(None);
+            }
+            // Equal up to the shorter one: the next rank of the longer one is extra.
+            let (side, on_source) = if ls > lt {
+                (&mut *self.src, true)
+            } else {
+                (&mut *self.tgt, false)
+            };
+            let mut b = Batch::new();
+            let at = common.to_string();
+            b.push(&[b"ZRANGE", key, at.as_bytes(), at.as_bytes()]);
+            let r = side.run(&b).await?;
+            let m = match &r[0] {
+                Frame::Array(v) => v.first().and_then(Frame::as_bytes).unwrap_or(b"").to_vec(),
+                _ => Vec::new(),
+            };
+            return Ok(Some((
+                Kind::Length,
+                format!(
+                    "zset member {} only on the {}{length}",
+                    show(&m),
+                    side_name(on_source)
+                ),
+            )));
+        };
+        // Which of the two members differs: look each up on the other side.
+        let mut b = Batch::new();
+        b.push(&[b"ZSCORE", key, &ma]);
+        b.push(&[b"ZSCORE", key, &mb]);
+        let (s, t) = self.both(&b).await?;
+        let score = |f: &Frame| f.as_bytes().map(<[u8]>::to_vec);
+        let (ma_s, ma_t, mb_s, mb_t) = (score(&s[0]), score(&t[0]), score(&s[1]), score(&t[1]));
+        let describe = |m: &[u8], sv: Option<Vec<u8>>, tv: Option<Vec<u8>>| match (sv, tv) {
+            (Some(_), None) => Some(format!("zset member {} only on the source", show(m))),
+            (None, Some(_)) => Some(format!("zset member {} only on the target", show(m))),
+            (Some(a), Some(b)) if score_key(&a) != score_key(&b) => Some(format!(
+                "zset member {}: source {}, target {}",
+                show(m),
+                show(&a),
+                show(&b)
+            )),
+            _ => None,
+        };
+        let d = describe(&ma, ma_s, ma_t)
+            .or_else(|| describe(&mb, mb_s, mb_t))
+            .unwrap_or_else(|| {
+                "zset: members in a different order (changed during the check?)".into()
+            });
+        Ok(Some((kind, d + &length)))
     }
 
     /// A set, hash or sorted set: digests of a full scan of each side; when they differ,
