@@ -15,7 +15,7 @@ use super::digest::Digest;
 use super::report::{show, Diff, Kind};
 use super::side::Side;
 use super::{Mode, VerifyError};
-use crate::resp::Frame;
+use crate::resp::{Event, Frame};
 
 /// Strings up to this many bytes are fetched whole in the first pass.
 pub const SMALL_STRING: usize = 64 << 10;
@@ -481,35 +481,82 @@ impl<'a> Checker<'a> {
         lt: u64,
     ) -> Result<Option<(Kind, String)>, VerifyError> {
         let common = ls.min(lt);
+        match self.first_differing_range(key, common, false).await? {
+            Err(e) => Ok(Some(read_failed(&e))),
+            Ok(Some((start, a, b))) => Ok(list_diff(&a, &b, start, ls, lt)),
+            Ok(None) => Ok(list_tail(common, ls, lt)),
+        }
+    }
+
+    /// Ranks `0..common` of a list (`LRANGE`) or sorted set (`ZRANGE … WITHSCORES`), read
+    /// in chunks on both sides and compared by order-dependent digests, without building
+    /// the elements; the first chunk whose digests differ is fetched again whole from both
+    /// sides and returned with its first rank, if it still differs.
+    #[allow(clippy::type_complexity)]
+    async fn first_differing_range(
+        &mut self,
+        key: &[u8],
+        common: u64,
+        zset: bool,
+    ) -> Result<Result<Option<(u64, Vec<Frame>, Vec<Frame>)>, String>, VerifyError> {
+        let range = |start: u64, end: u64| {
+            let mut b = Batch::new();
+            let (s, e) = (start.to_string(), end.to_string());
+            if zset {
+                b.push(&[b"ZRANGE", key, s.as_bytes(), e.as_bytes(), b"WITHSCORES"]);
+            } else {
+                b.push(&[b"LRANGE", key, s.as_bytes(), e.as_bytes()]);
+            }
+            b
+        };
         let mut off = 0u64;
         while off < common {
             let mut b = Batch::new();
-            let mut starts = Vec::new();
-            while off < common && starts.len() < CHUNKS_IN_FLIGHT {
+            let mut ranges = Vec::new();
+            while off < common && ranges.len() < CHUNKS_IN_FLIGHT {
                 let end = (off + CHUNK_ELEMS as u64).min(common) - 1;
-                b.push(&[
-                    b"LRANGE",
-                    key,
-                    off.to_string().as_bytes(),
-                    end.to_string().as_bytes(),
-                ]);
-                starts.push(off);
+                let one = range(off, end);
+                b.buf.extend_from_slice(&one.buf);
+                b.ends.push(b.buf.len());
+                b.slots.extend(one.slots);
+                ranges.push((off, end));
                 off = end + 1;
             }
-            let (s, t) = self.both(&b).await?;
-            for (j, &start) in starts.iter().enumerate() {
-                if let Some(e) = err_of(&s[j]).or_else(|| err_of(&t[j])) {
-                    return Ok(Some(read_failed(&e)));
+            let (ds, dt) = tokio::join!(
+                chunk_digests(self.src, &b, zset),
+                chunk_digests(self.tgt, &b, zset)
+            );
+            let (ds, dt) = match (ds?, dt?) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+            };
+            for (j, &(start, end)) in ranges.iter().enumerate() {
+                if ds[j] == dt[j] {
+                    continue;
                 }
-                let (Frame::Array(a), Frame::Array(bb)) = (&s[j], &t[j]) else {
-                    return Ok(Some(read_failed("LRANGE did not answer an array")));
+                let (s, t) = self.both(&range(start, end)).await?;
+                if let Some(e) = err_of(&s[0]).or_else(|| err_of(&t[0])) {
+                    return Ok(Err(e));
+                }
+                let (Frame::Array(a), Frame::Array(bb)) = (&s[0], &t[0]) else {
+                    return Ok(Err("a range read did not answer an array".into()));
                 };
-                if let Some(found) = list_diff(a, bb, start, ls, lt) {
-                    return Ok(Some(found));
+                let differ = if zset {
+                    a.len() != bb.len()
+                        || a.chunks(2).zip(bb.chunks(2)).any(|(x, y)| {
+                            x[0] != y[0]
+                                || x.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                                    != y.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                        })
+                } else {
+                    a != bb
+                };
+                if differ {
+                    return Ok(Ok(Some((start, a.clone(), bb.clone()))));
                 }
             }
         }
-        Ok(list_tail(common, ls, lt))
+        Ok(Ok(None))
     }
 
     /// A sorted set compared by `ZRANGE … WITHSCORES` rank chunks, in order; at the first
@@ -527,49 +574,17 @@ impl<'a> Checker<'a> {
             String::new()
         };
         let common = ls.min(lt);
-        let mut off = 0u64;
-        let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
-        'chunks: while off < common {
-            let mut b = Batch::new();
-            let mut n = 0;
-            while off < common && n < CHUNKS_IN_FLIGHT {
-                let end = (off + CHUNK_ELEMS as u64).min(common) - 1;
-                b.push(&[
-                    b"ZRANGE",
-                    key,
-                    off.to_string().as_bytes(),
-                    end.to_string().as_bytes(),
-                    b"WITHSCORES",
-                ]);
-                n += 1;
-                off = end + 1;
-            }
-            let (s, t) = self.both(&b).await?;
-            for j in 0..n {
-                if let Some(e) = err_of(&s[j]).or_else(|| err_of(&t[j])) {
-                    return Ok(Some(read_failed(&e)));
-                }
-                let (Frame::Array(a), Frame::Array(bb)) = (&s[j], &t[j]) else {
-                    return Ok(Some(read_failed("ZRANGE did not answer an array")));
-                };
-                let pairs = a.chunks(2).zip(bb.chunks(2));
-                for (pa, pb) in pairs {
-                    let bytes = |f: &Frame| f.as_bytes().unwrap_or(b"").to_vec();
-                    let same = pa[0] == pb[0]
-                        && pa.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
-                            == pb.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")));
-                    if !same {
-                        first = Some((bytes(&pa[0]), bytes(&pb[0])));
-                        break 'chunks;
-                    }
-                }
-                if a.len() != bb.len() {
-                    return Ok(Some(read_failed(
-                        "ZRANGE answered chunks of different sizes",
-                    )));
-                }
-            }
-        }
+        let first = match self.first_differing_range(key, common, true).await? {
+            Err(e) => return Ok(Some(read_failed(&e))),
+            Ok(None) => None,
+            Ok(Some((_, a, b))) => a.chunks(2).zip(b.chunks(2)).find_map(|(pa, pb)| {
+                let bytes = |f: &Frame| f.as_bytes().unwrap_or(b"").to_vec();
+                let same = pa[0] == pb[0]
+                    && pa.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                        == pb.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")));
+                (!same).then(|| (bytes(&pa[0]), bytes(&pb[0])))
+            }),
+        };
         let Some((ma, mb)) = first else {
             if ls == lt {
                 return Ok(None);
@@ -1113,7 +1128,8 @@ fn scan_cmd(ty: &Ty) -> &'static [u8] {
     }
 }
 
-/// A full `*SCAN` of one collection folded into a digest (`Err` with an error reply).
+/// A full `*SCAN` of one collection folded into a digest as the replies arrive (no
+/// element is allocated); `Err` with an error reply.
 async fn scan_digest(
     side: &mut Side,
     ty: &Ty,
@@ -1122,37 +1138,78 @@ async fn scan_digest(
     let mut d = Digest::default();
     let mut cursor = b"0".to_vec();
     let count = CHUNK_ELEMS.to_string();
+    // The field (or member) whose value (or score) comes next; reused.
+    let mut field: Vec<u8> = Vec::new();
     loop {
         let mut b = Batch::new();
         b.push(&[scan_cmd(ty), key, &cursor, b"COUNT", count.as_bytes()]);
-        let r = side.run(&b).await?;
-        if let Some(e) = err_of(&r[0]) {
+        let mut next: Option<Vec<u8>> = None;
+        let mut err = None;
+        let mut n = 0usize;
+        side.visit(&b, &mut |_, e| match e {
+            Event::Bulk(x) if next.is_none() => next = Some(x.to_vec()),
+            Event::Bulk(x) => {
+                match ty {
+                    Ty::Set => d.add(&[x]),
+                    _ if n % 2 == 0 => {
+                        field.clear();
+                        field.extend_from_slice(x);
+                    }
+                    Ty::ZSet => d.add(&[&field, &score_key(x)]),
+                    _ => d.add(&[&field, x]),
+                }
+                n += 1;
+            }
+            Event::Error(x) | Event::BulkError(x) => {
+                err.get_or_insert_with(|| String::from_utf8_lossy(x).into_owned());
+            }
+            _ => {}
+        })
+        .await?;
+        if let Some(e) = err {
             return Ok(Err(e));
         }
-        let Some((next, items)) = scan_parts(&r[0]) else {
-            return Ok(Err("unexpected *SCAN reply".into()));
-        };
-        match ty {
-            Ty::Set => items
-                .iter()
-                .for_each(|m| d.add(&[m.as_bytes().unwrap_or(b"")])),
-            _ => {
-                for p in items.chunks(2) {
-                    let v = p.get(1).and_then(Frame::as_bytes).unwrap_or(b"");
-                    let v = if *ty == Ty::ZSet {
-                        score_key(v)
-                    } else {
-                        v.to_vec()
-                    };
-                    d.add(&[p[0].as_bytes().unwrap_or(b""), &v]);
+        match next {
+            Some(c) if c == b"0" => return Ok(Ok(d)),
+            Some(c) => cursor = c,
+            None => return Ok(Err("unexpected *SCAN reply".into())),
+        }
+    }
+}
+
+/// Order-dependent digests (elements, hash) of each reply of a batch of `LRANGE` or
+/// `ZRANGE … WITHSCORES` chunks, computed as the replies arrive; `Err` with an error reply.
+async fn chunk_digests(
+    side: &mut Side,
+    b: &Batch,
+    zset: bool,
+) -> Result<Result<Vec<(u64, u64)>, String>, VerifyError> {
+    use std::hash::Hasher;
+    let mut hs: Vec<(u64, std::collections::hash_map::DefaultHasher)> =
+        (0..b.len()).map(|_| (0, Default::default())).collect();
+    let mut err = None;
+    side.visit(b, &mut |i, e| match e {
+        Event::Bulk(x) => {
+            if let Some((n, h)) = hs.get_mut(i) {
+                if zset && *n % 2 == 1 {
+                    h.write(&score_key(x));
+                } else {
+                    h.write_usize(x.len());
+                    h.write(x);
                 }
+                *n += 1;
             }
         }
-        if next == b"0" {
-            return Ok(Ok(d));
+        Event::Error(x) | Event::BulkError(x) => {
+            err.get_or_insert_with(|| String::from_utf8_lossy(x).into_owned());
         }
-        cursor = next.to_vec();
-    }
+        _ => {}
+    })
+    .await?;
+    Ok(match err {
+        Some(e) => Err(e),
+        None => Ok(hs.into_iter().map(|(n, h)| (n, h.finish())).collect()),
+    })
 }
 
 /// Scans `a` and looks each element up on `b` (`SISMEMBER`, `HGET`, `ZSCORE`); the first

@@ -69,9 +69,8 @@ pub struct Conn {
     rbuf: Vec<u8>,
     /// Start of the unparsed bytes in `rbuf`.
     rpos: usize,
-    /// Decodes replies as their bytes arrive; `builder` turns its events into frames.
+    /// Decodes replies as their bytes arrive.
     decoder: Decoder,
-    builder: Builder,
     /// Bytes read so far (replies), for the throughput figures.
     pub bytes_read: u64,
 }
@@ -101,7 +100,6 @@ impl Conn {
             rbuf: Vec::with_capacity(READ_CHUNK),
             rpos: 0,
             decoder: whole_values(),
-            builder: Builder::default(),
             bytes_read: 0,
         };
         if let Some(pw) = &ep.password {
@@ -132,13 +130,46 @@ impl Conn {
 
     /// Sends `n` encoded commands and returns their `n` replies in order.
     pub async fn run(&mut self, encoded: &[u8], n: usize) -> Result<Vec<Frame>, VerifyError> {
+        let mut builder = Builder::default();
+        let mut out = Vec::with_capacity(n);
+        self.exchange(encoded, n, |e| out.extend(builder.event(e)))
+            .await?;
+        Ok(out)
+    }
+
+    /// Sends `n` encoded commands and hands every event of their replies to
+    /// `visit(reply index, event)` without building frames: the big-value paths digest
+    /// millions of elements this way without an allocation each.
+    pub async fn visit(
+        &mut self,
+        encoded: &[u8],
+        n: usize,
+        visit: &mut (dyn FnMut(usize, Event<'_>) + Send),
+    ) -> Result<(), VerifyError> {
+        let mut i = 0;
+        self.exchange(encoded, n, |e| match e {
+            Event::FrameEnd { .. } => i += 1,
+            e => visit(i, e),
+        })
+        .await
+    }
+
+    /// Writes `encoded` while reading the events of `n` replies into `on_event`.
+    async fn exchange<F>(
+        &mut self,
+        encoded: &[u8],
+        n: usize,
+        mut on_event: F,
+    ) -> Result<(), VerifyError>
+    where
+        F: FnMut(Event<'_>) + Send,
+    {
         let Conn {
             addr,
             stream,
             rbuf,
             rpos,
             decoder,
-            builder,
             bytes_read,
         } = self;
         let fut = async {
@@ -148,16 +179,17 @@ impl Conn {
                 wr.flush().await
             };
             let read = async {
-                let mut out = Vec::with_capacity(n);
-                while out.len() < n {
+                let mut ended = 0;
+                while ended < n {
                     // Every event is consumed as it is decoded, so each reply byte is walked
                     // once, however the reads split it.
                     match decoder.next(&rbuf[*rpos..]) {
                         Ok(Some((event, used))) => {
                             *rpos += used;
-                            if let Some(frame) = builder.event(event) {
-                                out.push(frame);
+                            if let Event::FrameEnd { .. } = event {
+                                ended += 1;
                             }
+                            on_event(event);
                             continue;
                         }
                         Ok(None) => {}
@@ -186,14 +218,14 @@ impl Conn {
                     rbuf.clear();
                     *rpos = 0;
                 }
-                Ok(out)
+                Ok(())
             };
             let (w, r) = tokio::join!(write, read);
             w?;
             r
         };
         match tokio::time::timeout(REPLY_TIMEOUT, fut).await {
-            Ok(Ok(frames)) => Ok(frames),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(VerifyError::io(addr, "read/write", e)),
             Err(_) => Err(VerifyError::Server {
                 addr: addr.clone(),
