@@ -24,6 +24,9 @@ pub enum Command {
     /// Compare two live endpoints in both directions; exit 0 equal, 1 differ, 2 could not
     /// compare.
     Verify(VerifyArgs),
+    /// The sync of a config file with source and target swapped (green → blue), for
+    /// rollback after a cutover.
+    Reverse(ReverseArgs),
     /// Work with RDB files.
     Rdb {
         #[command(subcommand)]
@@ -189,4 +192,32 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
     };
     std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReverseMode {
+    /// From now on: green sends an empty snapshot and its live writes (Redis 7.0+, Valkey).
+    Stream,
+    /// A full sync green → blue, replacing blue's keys (asks for confirmation).
+    Full,
+}
+
+#[derive(Debug, Args)]
+pub struct ReverseArgs {
+    /// The forward sync's config file (its source is blue, its target green).
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long, value_enum, default_value = "stream")]
+    pub mode: ReverseMode,
+    /// Do not ask before a full copy overwrites blue.
+    #[arg(long)]
+    pub yes: bool,
+    /// Exit 0 once caught up (as `ferry sync --once`).
+    #[arg(long)]
+    pub once: bool,
+    /// Serve /status and /healthz on this address.
+    #[arg(long)]
+    pub status_listen: Option<String>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => restore(args),
         Command::Sync(args) => sync(args),
         Command::Verify(args) => verify(args),
+        Command::Reverse(args) => reverse(args),
     }
 }
 
@@ -128,9 +129,7 @@ fn restore(args: ferry::cli::RestoreArgs) -> ExitCode {
 
 /// `ferry sync`: config file, then flags on top; runs until SIGINT/SIGTERM (or `--once`).
 fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
-    use ferry::config::{Config, ConflictCfg, ValueModeCfg};
-    use ferry::target::{Conflict, WriterConfig};
-    use ferry::transform::{RewriteConfig, ValueMode};
+    use ferry::config::Config;
     let mut cfg = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -153,7 +152,20 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
     if let Some(l) = &args.status_listen {
         cfg.status.listen = Some(l.clone());
     }
-    let json = match args.log_format {
+    run_sync(cfg, args.log_format, false)
+}
+
+/// Runs a sync from a resolved config; `rdb_filter_only` asks the source for an empty
+/// snapshot (the stream only).
+fn run_sync(
+    cfg: ferry::config::Config,
+    log_format: Option<ferry::cli::LogFormat>,
+    rdb_filter_only: bool,
+) -> ExitCode {
+    use ferry::config::{ConflictCfg, ValueModeCfg};
+    use ferry::target::{Conflict, WriterConfig};
+    use ferry::transform::{RewriteConfig, ValueMode};
+    let json = match log_format {
         Some(f) => f == ferry::cli::LogFormat::Json,
         None => cfg.log.format == "json",
     };
@@ -185,6 +197,7 @@ fn sync(args: ferry::cli::SyncArgs) -> ExitCode {
     replica.connect_timeout = cfg.connect_timeout();
     replica.spool_cap = cfg.sync.spool_cap;
     replica.memory_queue = cfg.sync.memory_queue;
+    replica.rdb_filter_only = rdb_filter_only;
     if let Some(d) = &cfg.sync.spool_dir {
         replica.spool_dir = d.clone();
     }
@@ -328,4 +341,89 @@ fn verify(args: ferry::cli::VerifyArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `ferry reverse`: the sync of the config file with source and target swapped (green →
+/// blue). `stream` asks green for an empty snapshot, so only writes from now on flow;
+/// `full` copies green over blue and asks for confirmation first.
+fn reverse(args: ferry::cli::ReverseArgs) -> ExitCode {
+    use std::io::{BufRead, IsTerminal, Write};
+    let mut cfg = match ferry::config::Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    std::mem::swap(&mut cfg.source, &mut cfg.target);
+    if args.once {
+        cfg.sync.once = true;
+    }
+    if let Some(l) = &args.status_listen {
+        cfg.status.listen = Some(l.clone());
+    }
+    let (green, blue) = match (cfg.source.endpoint("source"), cfg.target.endpoint("target")) {
+        (Ok(g), Ok(b)) => (g, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ferry reverse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stream = args.mode == ferry::cli::ReverseMode::Stream;
+    if stream {
+        // An empty snapshot needs REPLCONF rdb-filter-only: Redis 7.0+, every Valkey.
+        let info = match probe_server(&green) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("ferry reverse: green {green}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if !(info.valkey || info.version >= (7, 0, 0)) {
+            let (a, b, c) = info.version;
+            eprintln!(
+                "ferry reverse: green {green} is Redis {a}.{b}.{c}, which cannot start a replica \
+                 from an empty snapshot (REPLCONF rdb-filter-only needs Redis 7.0+ or Valkey).\n\
+                 Use `ferry reverse --config {} --mode full` to copy green over blue instead.",
+                args.config.display()
+            );
+            return ExitCode::from(2);
+        }
+        eprintln!("ferry reverse: streaming green {green} → blue {blue} from now on (nothing is re-copied)");
+    } else {
+        eprintln!(
+            "\n  !!! ferry reverse --mode full copies EVERY key of green {green} over blue {blue}.\n  \
+             !!! Keys that green also has are REPLACED on blue; keys only on blue are left as they are.\n"
+        );
+        if !args.yes {
+            if !io::stdin().is_terminal() {
+                eprintln!(
+                    "ferry reverse: refusing to overwrite blue without confirmation: pass --yes"
+                );
+                return ExitCode::from(2);
+            }
+            eprint!("  Type `overwrite blue` to go on: ");
+            let _ = io::stderr().flush();
+            let mut line = String::new();
+            if io::stdin().lock().read_line(&mut line).is_err() || line.trim() != "overwrite blue" {
+                eprintln!("ferry reverse: not confirmed; nothing was written");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    run_sync(cfg, args.log_format, stream)
+}
+
+/// The identity of a server, read with one short-lived connection (`INFO server`).
+fn probe_server(ep: &ferry::endpoint::Endpoint) -> Result<ferry::target::ServerInfo, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let text =
+            ferry::sync::info_section(ep, "server", std::time::Duration::from_secs(10)).await?;
+        ferry::target::ServerInfo::from_info(&text)
+            .ok_or_else(|| "INFO names no version".to_string())
+    })
 }

@@ -105,6 +105,10 @@ pub struct ReplicaConfig {
     pub spool_cap: u64,
     /// Bytes of items kept in RAM before spilling to disk. 16 MiB.
     pub memory_queue: usize,
+    /// Ask for an empty snapshot (`REPLCONF rdb-filter-only ""`, Redis 7.0+ and Valkey):
+    /// the link then carries only the writes from now on (`ferry reverse --mode stream`).
+    /// A master that refuses it is a fatal error. Off by default.
+    pub rdb_filter_only: bool,
 }
 
 impl ReplicaConfig {
@@ -121,6 +125,7 @@ impl ReplicaConfig {
             spool_dir: std::env::temp_dir().join(format!("ferry-spool-{}", std::process::id())),
             spool_cap: DEFAULT_SPOOL_CAP,
             memory_queue: DEFAULT_MEMORY_QUEUE,
+            rdb_filter_only: false,
         }
     }
 }
@@ -872,6 +877,25 @@ async fn handshake(
                 String::from_utf8_lossy(args[1]),
                 show(&e)
             ),
+            other => return Err(conn.unexpected("REPLCONF", &other)),
+        }
+    }
+
+    if cfg.rdb_filter_only {
+        match conn
+            .command(&[b"REPLCONF", b"rdb-filter-only", b""], t)
+            .await?
+        {
+            Frame::Simple(_) => {}
+            Frame::Error(e) if is_busy(&e) => return Err(Failure::Busy(conn.busy("REPLCONF", &e))),
+            Frame::Error(e) => {
+                return Err(Failure::Fatal(SourceError::Refused {
+                    addr: conn.addr.clone(),
+                    command: "REPLCONF rdb-filter-only \"\"".into(),
+                    reply: show(&e),
+                    hint: "; an empty snapshot needs Redis 7.0+ or Valkey as the source".into(),
+                }))
+            }
             other => return Err(conn.unexpected("REPLCONF", &other)),
         }
     }
