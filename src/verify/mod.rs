@@ -161,6 +161,14 @@ pub async fn run(opts: &Options) -> Result<Outcome, VerifyError> {
         mode: opts.mode.name(),
         ..Default::default()
     };
+    if let (Some(a), Some(b)) = (opts.source.db, opts.target.db) {
+        if a != b && opts.db.is_none() {
+            return Err(VerifyError::Unsupported(format!(
+                "the source URL names db {a} and the target URL db {b}: verify compares the \
+                 same db on both sides (give --db)"
+            )));
+        }
+    }
     let (ks, kt) = tokio::join!(src.keyspace(), tgt.keyspace());
     let (ks, kt) = (ks?, kt?);
     let dbs: Vec<u32> = match opts.db.or(opts.source.db).or(opts.target.db) {
@@ -229,9 +237,12 @@ pub async fn run(opts: &Options) -> Result<Outcome, VerifyError> {
             p.abort();
             eprint!("\r\x1b[K");
         }
-        let (mut diffs, total) = result?;
+        let (mut diffs, mut total) = result?;
         diffs.sort_by(|a, b| (a.db, &a.key, a.kind).cmp(&(b.db, &b.key, b.kind)));
+        // A key SCAN returned twice (a table resized during the scan) was checked twice.
+        let before = diffs.len();
         diffs.dedup();
+        total -= (before - diffs.len()) as u64;
         let stats = RoundStats {
             round,
             source_keys: counters.source_keys.load(Ordering::Relaxed),
