@@ -20,6 +20,9 @@
 //!   it; [`notify`] tells systemd (`READY=1`, watchdog pings).
 //! * [`net`]: connections to servers, plain TCP or TLS (rustls), for `source` and
 //!   `target` alike.
+//! * [`verify`]: `ferry verify`, a key-by-key comparison of two live endpoints in both
+//!   directions over its own small pipelined client (standalone or cluster on either side);
+//!   it shares only [`resp`] and [`endpoint`] with the rest.
 //! * [`inspect`]: `ferry rdb inspect`, a consumer of [`rdb`] that prints JSON lines or a
 //!   summary.
 //! * [`admin`]: one-shot commands (`INFO`, `CLIENT PAUSE`) for `--once` and cutover.

@@ -15,18 +15,19 @@ use super::digest::Digest;
 use super::report::{show, Diff, Kind};
 use super::side::Side;
 use super::{Mode, VerifyError};
-use crate::resp::Frame;
+use crate::resp::{Event, Frame};
 
 /// Strings up to this many bytes are fetched whole in the first pass.
 pub const SMALL_STRING: usize = 64 << 10;
 /// Collections up to this many elements are fetched whole in the first pass.
 pub const SMALL_ELEMS: usize = 128;
-/// Elements per `LRANGE`/`XRANGE`/`*SCAN`/`XPENDING` call on the big path.
-const CHUNK_ELEMS: usize = 1000;
+/// Elements per `LRANGE`/`XRANGE`/`*SCAN`/`XPENDING` call on the big path: large, since a
+/// `*SCAN` of one collection is a chain of round trips.
+const CHUNK_ELEMS: usize = 5000;
 /// Bytes per `GETRANGE` call on the big path.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunk reads pipelined per round trip on the big path.
-const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ty {
@@ -77,6 +78,20 @@ pub struct Checker<'a> {
     pub diffs: Vec<Diff>,
     /// Keys of a module type (value not compared).
     pub not_compared: u64,
+    /// Keys too big for the first passes, for [`Checker::check_big`] (the caller may hand
+    /// them to another worker).
+    pub big: Vec<BigKey>,
+}
+
+/// A key whose value is compared in chunks, one key at a time.
+#[derive(Debug, Clone)]
+pub struct BigKey {
+    pub db: u32,
+    pub key: Vec<u8>,
+    ty: Ty,
+    /// Lengths on the source and the target (0 for strings: read when compared).
+    ls: u64,
+    lt: u64,
 }
 
 /// The text of an error reply.
@@ -122,7 +137,27 @@ fn side_name(source: bool) -> &'static str {
     }
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    pub fn new(
+        src: &'a mut Side,
+        tgt: &'a mut Side,
+        mode: Mode,
+        ttl_tolerance_ms: i64,
+        db: u32,
+        diffs: Vec<Diff>,
+    ) -> Checker<'a> {
+        Checker {
+            src,
+            tgt,
+            mode,
+            ttl_tolerance_ms,
+            db,
+            diffs,
+            not_compared: 0,
+            big: Vec::new(),
+        }
+    }
+
     fn diff(&mut self, key: &[u8], kind: Kind, detail: String) {
         self.diffs.push(Diff {
             db: self.db,
@@ -143,15 +178,25 @@ impl Checker<'_> {
         if self.mode == Mode::Keys {
             return self.check_existence(keys).await;
         }
+        // TYPE, PTTL and, on the guess that the key is a string (most keys are), its
+        // value or length: one round trip settles every small string. For other types the
+        // guess costs one WRONGTYPE error reply.
+        let full = self.mode == Mode::Full;
+        let small_end = SMALL_STRING.to_string();
         let mut b = Batch::new();
         for k in keys {
             b.push(&[b"TYPE", k]);
             b.push(&[b"PTTL", k]);
+            if full {
+                b.push(&[b"GETRANGE", k, b"0", small_end.as_bytes()]);
+            } else {
+                b.push(&[b"STRLEN", k]);
+            }
         }
         let (s, t) = self.both(&b).await?;
         let mut same: Vec<(usize, Ty)> = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            let (st, sp, tt, tp) = (&s[2 * i], &s[2 * i + 1], &t[2 * i], &t[2 * i + 1]);
+            let (st, sp, tt, tp) = (&s[3 * i], &s[3 * i + 1], &t[3 * i], &t[3 * i + 1]);
             if let Some(e) = [st, sp, tt, tp].into_iter().find_map(err_of) {
                 self.read_failed(k, &e);
                 continue;
@@ -169,6 +214,10 @@ impl Checker<'_> {
                     Kind::Type,
                     format!("{} on the source, {} on the target", a.name(), b.name()),
                 ),
+                (Some(Ty::String), Some(_)) => {
+                    self.check_expiry(k, sp.to_i64(), tp.to_i64());
+                    self.check_string(k, &s[3 * i + 2], &t[3 * i + 2]);
+                }
                 (Some(a), Some(_)) => {
                     self.check_expiry(k, sp.to_i64(), tp.to_i64());
                     same.push((i, a));
@@ -176,6 +225,34 @@ impl Checker<'_> {
             }
         }
         self.check_values(keys, &same).await
+    }
+
+    /// A string from the first pass: its value up to [`SMALL_STRING`] bytes (full mode) or
+    /// its length (outline).
+    fn check_string(&mut self, key: &[u8], s: &Frame, t: &Frame) {
+        if let Some(e) = err_of(s).or_else(|| err_of(t)) {
+            self.read_failed(key, &e);
+            return;
+        }
+        if self.mode != Mode::Full {
+            let (ls, lt) = (as_len(s), as_len(t));
+            if ls != lt {
+                self.diff(key, Kind::Length, format!("string: length {ls} vs {lt}"));
+            }
+            return;
+        }
+        let (a, b) = (s.as_bytes().unwrap_or(b""), t.as_bytes().unwrap_or(b""));
+        if a.len() > SMALL_STRING || b.len() > SMALL_STRING {
+            self.big.push(BigKey {
+                db: self.db,
+                key: key.to_vec(),
+                ty: Ty::String,
+                ls: 0,
+                lt: 0,
+            });
+        } else if let Some((kind, d)) = bytes_diff(a, b, 0, a.len() as u64, b.len() as u64) {
+            self.diff(key, kind, d);
+        }
     }
 
     /// `--mode keys`: `EXISTS` on both sides.
@@ -239,7 +316,6 @@ impl Checker<'_> {
         same: &[(usize, Ty)],
     ) -> Result<(), VerifyError> {
         let full = self.mode == Mode::Full;
-        let small_end = (SMALL_STRING).to_string();
         let small_last = (SMALL_ELEMS - 1).to_string();
         let small_count = SMALL_ELEMS.to_string();
         let mut b = Batch::new();
@@ -249,8 +325,8 @@ impl Checker<'_> {
             let k = keys[*i].as_slice();
             let first = b.len();
             match ty {
-                Ty::String if full => b.push(&[b"GETRANGE", k, b"0", small_end.as_bytes()]),
-                Ty::String => b.push(&[b"STRLEN", k]),
+                // Settled by the first pass.
+                Ty::String => {}
                 Ty::List => {
                     b.push(&[b"LLEN", k]);
                     if full {
@@ -274,7 +350,6 @@ impl Checker<'_> {
             plan.push((*i, ty, first, b.len() - first));
         }
         let (s, t) = self.both(&b).await?;
-        let mut big: Vec<(usize, &Ty, u64, u64)> = Vec::new();
         for &(i, ty, first, n) in &plan {
             let k = keys[i].as_slice();
             let (sr, tr) = (&s[first..first + n], &t[first..first + n]);
@@ -283,20 +358,6 @@ impl Checker<'_> {
                 continue;
             }
             if n == 0 {
-                continue;
-            }
-            if *ty == Ty::String && full {
-                let (a, bb) = (
-                    sr[0].as_bytes().unwrap_or(b""),
-                    tr[0].as_bytes().unwrap_or(b""),
-                );
-                if a.len() > SMALL_STRING || bb.len() > SMALL_STRING {
-                    big.push((i, ty, 0, 0));
-                } else if let Some((kind, d)) =
-                    bytes_diff(a, bb, 0, a.len() as u64, bb.len() as u64)
-                {
-                    self.diff(k, kind, d);
-                }
                 continue;
             }
             let (ls, lt) = (as_len(&sr[0]), as_len(&tr[0]));
@@ -328,23 +389,39 @@ impl Checker<'_> {
                             self.diff(k, kind, d);
                         }
                     }
-                    _ => big.push((i, ty, ls, lt)),
+                    _ => self.push_big(k, ty, ls, lt),
                 },
-                _ => big.push((i, ty, ls, lt)),
+                _ => self.push_big(k, ty, ls, lt),
             }
         }
-        for (i, ty, ls, lt) in big {
-            let k = keys[i].as_slice();
-            let found = match ty {
-                Ty::String => self.big_string(k).await?,
-                Ty::List => self.big_list(k, ls, lt).await?,
-                Ty::Set | Ty::ZSet | Ty::Hash => self.big_unordered(k, ty, ls, lt).await?,
-                Ty::Stream => self.stream(k, ls, lt).await?,
-                Ty::Other(_) => None,
-            };
-            if let Some((kind, d)) = found {
-                self.diff(k, kind, d);
-            }
+        Ok(())
+    }
+
+    fn push_big(&mut self, key: &[u8], ty: &Ty, ls: u64, lt: u64) {
+        self.big.push(BigKey {
+            db: self.db,
+            key: key.to_vec(),
+            ty: ty.clone(),
+            ls,
+            lt,
+        });
+    }
+
+    /// Compares a key the first passes could not settle, reading it in chunks.
+    pub async fn check_big(&mut self, b: &BigKey) -> Result<(), VerifyError> {
+        let (k, ls, lt) = (b.key.as_slice(), b.ls, b.lt);
+        let found = match &b.ty {
+            Ty::String => self.big_string(k).await?,
+            Ty::List => self.big_list(k, ls, lt).await?,
+            // Both sides order a sorted set the same way (score, then member), so rank
+            // ranges compare in order, pipelined, cheaper for the server than ZSCAN.
+            Ty::ZSet => self.big_zset(k, ls, lt).await?,
+            ty @ (Ty::Set | Ty::Hash) => self.big_unordered(k, ty, ls, lt).await?,
+            Ty::Stream => self.stream(k, ls, lt).await?,
+            Ty::Other(_) => None,
+        };
+        if let Some((kind, d)) = found {
+            self.diff(k, kind, d);
         }
         Ok(())
     }
@@ -404,35 +481,161 @@ impl Checker<'_> {
         lt: u64,
     ) -> Result<Option<(Kind, String)>, VerifyError> {
         let common = ls.min(lt);
+        match self.first_differing_range(key, common, false).await? {
+            Err(e) => Ok(Some(read_failed(&e))),
+            Ok(Some((start, a, b))) => Ok(list_diff(&a, &b, start, ls, lt)),
+            Ok(None) => Ok(list_tail(common, ls, lt)),
+        }
+    }
+
+    /// Ranks `0..common` of a list (`LRANGE`) or sorted set (`ZRANGE … WITHSCORES`), read
+    /// in chunks on both sides and compared by order-dependent digests, without building
+    /// the elements; the first chunk whose digests differ is fetched again whole from both
+    /// sides and returned with its first rank, if it still differs.
+    #[allow(clippy::type_complexity)]
+    async fn first_differing_range(
+        &mut self,
+        key: &[u8],
+        common: u64,
+        zset: bool,
+    ) -> Result<Result<Option<(u64, Vec<Frame>, Vec<Frame>)>, String>, VerifyError> {
+        let range = |start: u64, end: u64| {
+            let mut b = Batch::new();
+            let (s, e) = (start.to_string(), end.to_string());
+            if zset {
+                b.push(&[b"ZRANGE", key, s.as_bytes(), e.as_bytes(), b"WITHSCORES"]);
+            } else {
+                b.push(&[b"LRANGE", key, s.as_bytes(), e.as_bytes()]);
+            }
+            b
+        };
         let mut off = 0u64;
         while off < common {
             let mut b = Batch::new();
-            let mut starts = Vec::new();
-            while off < common && starts.len() < CHUNKS_IN_FLIGHT {
+            let mut ranges = Vec::new();
+            while off < common && ranges.len() < CHUNKS_IN_FLIGHT {
                 let end = (off + CHUNK_ELEMS as u64).min(common) - 1;
-                b.push(&[
-                    b"LRANGE",
-                    key,
-                    off.to_string().as_bytes(),
-                    end.to_string().as_bytes(),
-                ]);
-                starts.push(off);
+                let one = range(off, end);
+                b.buf.extend_from_slice(&one.buf);
+                b.ends.push(b.buf.len());
+                b.slots.extend(one.slots);
+                ranges.push((off, end));
                 off = end + 1;
             }
-            let (s, t) = self.both(&b).await?;
-            for (j, &start) in starts.iter().enumerate() {
-                if let Some(e) = err_of(&s[j]).or_else(|| err_of(&t[j])) {
-                    return Ok(Some(read_failed(&e)));
+            let (ds, dt) = tokio::join!(
+                chunk_digests(self.src, &b, zset),
+                chunk_digests(self.tgt, &b, zset)
+            );
+            let (ds, dt) = match (ds?, dt?) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+            };
+            for (j, &(start, end)) in ranges.iter().enumerate() {
+                if ds[j] == dt[j] {
+                    continue;
                 }
-                let (Frame::Array(a), Frame::Array(bb)) = (&s[j], &t[j]) else {
-                    return Ok(Some(read_failed("LRANGE did not answer an array")));
+                let (s, t) = self.both(&range(start, end)).await?;
+                if let Some(e) = err_of(&s[0]).or_else(|| err_of(&t[0])) {
+                    return Ok(Err(e));
+                }
+                let (Frame::Array(a), Frame::Array(bb)) = (&s[0], &t[0]) else {
+                    return Ok(Err("a range read did not answer an array".into()));
                 };
-                if let Some(found) = list_diff(a, bb, start, ls, lt) {
-                    return Ok(Some(found));
+                let differ = if zset {
+                    a.len() != bb.len()
+                        || a.chunks(2).zip(bb.chunks(2)).any(|(x, y)| {
+                            x[0] != y[0]
+                                || x.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                                    != y.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                        })
+                } else {
+                    a != bb
+                };
+                if differ {
+                    return Ok(Ok(Some((start, a.clone(), bb.clone()))));
                 }
             }
         }
-        Ok(list_tail(common, ls, lt))
+        Ok(Ok(None))
+    }
+
+    /// A sorted set compared by `ZRANGE … WITHSCORES` rank chunks, in order; at the first
+    /// differing rank, `ZSCORE` on the other side tells which member moved or is missing.
+    async fn big_zset(
+        &mut self,
+        key: &[u8],
+        ls: u64,
+        lt: u64,
+    ) -> Result<Option<(Kind, String)>, VerifyError> {
+        let kind = if ls != lt { Kind::Length } else { Kind::Value };
+        let length = if ls != lt {
+            format!("; length {ls} vs {lt}")
+        } else {
+            String::new()
+        };
+        let common = ls.min(lt);
+        let first = match self.first_differing_range(key, common, true).await? {
+            Err(e) => return Ok(Some(read_failed(&e))),
+            Ok(None) => None,
+            Ok(Some((_, a, b))) => a.chunks(2).zip(b.chunks(2)).find_map(|(pa, pb)| {
+                let bytes = |f: &Frame| f.as_bytes().unwrap_or(b"").to_vec();
+                let same = pa[0] == pb[0]
+                    && pa.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")))
+                        == pb.get(1).map(|f| score_key(f.as_bytes().unwrap_or(b"")));
+                (!same).then(|| (bytes(&pa[0]), bytes(&pb[0])))
+            }),
+        };
+        let Some((ma, mb)) = first else {
+            if ls == lt {
+                return Ok(None);
+            }
+            // Equal up to the shorter one: the next rank of the longer one is extra.
+            let (side, on_source) = if ls > lt {
+                (&mut *self.src, true)
+            } else {
+                (&mut *self.tgt, false)
+            };
+            let mut b = Batch::new();
+            let at = common.to_string();
+            b.push(&[b"ZRANGE", key, at.as_bytes(), at.as_bytes()]);
+            let r = side.run(&b).await?;
+            let m = match &r[0] {
+                Frame::Array(v) => v.first().and_then(Frame::as_bytes).unwrap_or(b"").to_vec(),
+                _ => Vec::new(),
+            };
+            return Ok(Some((
+                Kind::Length,
+                format!(
+                    "zset member {} only on the {}{length}",
+                    show(&m),
+                    side_name(on_source)
+                ),
+            )));
+        };
+        // Which of the two members differs: look each up on the other side.
+        let mut b = Batch::new();
+        b.push(&[b"ZSCORE", key, &ma]);
+        b.push(&[b"ZSCORE", key, &mb]);
+        let (s, t) = self.both(&b).await?;
+        let score = |f: &Frame| f.as_bytes().map(<[u8]>::to_vec);
+        let (ma_s, ma_t, mb_s, mb_t) = (score(&s[0]), score(&t[0]), score(&s[1]), score(&t[1]));
+        let describe = |m: &[u8], sv: Option<Vec<u8>>, tv: Option<Vec<u8>>| match (sv, tv) {
+            (Some(_), None) => Some(format!("zset member {} only on the source", show(m))),
+            (None, Some(_)) => Some(format!("zset member {} only on the target", show(m))),
+            (Some(a), Some(b)) if score_key(&a) != score_key(&b) => Some(format!(
+                "zset member {}: source {}, target {}",
+                show(m),
+                show(&a),
+                show(&b)
+            )),
+            _ => None,
+        };
+        let d = describe(&ma, ma_s, ma_t)
+            .or_else(|| describe(&mb, mb_s, mb_t))
+            .unwrap_or_else(|| {
+                "zset: members in a different order (changed during the check?)".into()
+            });
+        Ok(Some((kind, d + &length)))
     }
 
     /// A set, hash or sorted set: digests of a full scan of each side; when they differ,
@@ -925,7 +1128,8 @@ fn scan_cmd(ty: &Ty) -> &'static [u8] {
     }
 }
 
-/// A full `*SCAN` of one collection folded into a digest (`Err` with an error reply).
+/// A full `*SCAN` of one collection folded into a digest as the replies arrive (no
+/// element is allocated); `Err` with an error reply.
 async fn scan_digest(
     side: &mut Side,
     ty: &Ty,
@@ -934,37 +1138,78 @@ async fn scan_digest(
     let mut d = Digest::default();
     let mut cursor = b"0".to_vec();
     let count = CHUNK_ELEMS.to_string();
+    // The field (or member) whose value (or score) comes next; reused.
+    let mut field: Vec<u8> = Vec::new();
     loop {
         let mut b = Batch::new();
         b.push(&[scan_cmd(ty), key, &cursor, b"COUNT", count.as_bytes()]);
-        let r = side.run(&b).await?;
-        if let Some(e) = err_of(&r[0]) {
+        let mut next: Option<Vec<u8>> = None;
+        let mut err = None;
+        let mut n = 0usize;
+        side.visit(&b, &mut |_, e| match e {
+            Event::Bulk(x) if next.is_none() => next = Some(x.to_vec()),
+            Event::Bulk(x) => {
+                match ty {
+                    Ty::Set => d.add(&[x]),
+                    _ if n % 2 == 0 => {
+                        field.clear();
+                        field.extend_from_slice(x);
+                    }
+                    Ty::ZSet => d.add(&[&field, &score_key(x)]),
+                    _ => d.add(&[&field, x]),
+                }
+                n += 1;
+            }
+            Event::Error(x) | Event::BulkError(x) => {
+                err.get_or_insert_with(|| String::from_utf8_lossy(x).into_owned());
+            }
+            _ => {}
+        })
+        .await?;
+        if let Some(e) = err {
             return Ok(Err(e));
         }
-        let Some((next, items)) = scan_parts(&r[0]) else {
-            return Ok(Err("unexpected *SCAN reply".into()));
-        };
-        match ty {
-            Ty::Set => items
-                .iter()
-                .for_each(|m| d.add(&[m.as_bytes().unwrap_or(b"")])),
-            _ => {
-                for p in items.chunks(2) {
-                    let v = p.get(1).and_then(Frame::as_bytes).unwrap_or(b"");
-                    let v = if *ty == Ty::ZSet {
-                        score_key(v)
-                    } else {
-                        v.to_vec()
-                    };
-                    d.add(&[p[0].as_bytes().unwrap_or(b""), &v]);
+        match next {
+            Some(c) if c == b"0" => return Ok(Ok(d)),
+            Some(c) => cursor = c,
+            None => return Ok(Err("unexpected *SCAN reply".into())),
+        }
+    }
+}
+
+/// Order-dependent digests (elements, hash) of each reply of a batch of `LRANGE` or
+/// `ZRANGE … WITHSCORES` chunks, computed as the replies arrive; `Err` with an error reply.
+async fn chunk_digests(
+    side: &mut Side,
+    b: &Batch,
+    zset: bool,
+) -> Result<Result<Vec<(u64, u64)>, String>, VerifyError> {
+    use std::hash::Hasher;
+    let mut hs: Vec<(u64, std::collections::hash_map::DefaultHasher)> =
+        (0..b.len()).map(|_| (0, Default::default())).collect();
+    let mut err = None;
+    side.visit(b, &mut |i, e| match e {
+        Event::Bulk(x) => {
+            if let Some((n, h)) = hs.get_mut(i) {
+                if zset && *n % 2 == 1 {
+                    h.write(&score_key(x));
+                } else {
+                    h.write_usize(x.len());
+                    h.write(x);
                 }
+                *n += 1;
             }
         }
-        if next == b"0" {
-            return Ok(Ok(d));
+        Event::Error(x) | Event::BulkError(x) => {
+            err.get_or_insert_with(|| String::from_utf8_lossy(x).into_owned());
         }
-        cursor = next.to_vec();
-    }
+        _ => {}
+    })
+    .await?;
+    Ok(match err {
+        Some(e) => Err(e),
+        None => Ok(hs.into_iter().map(|(n, h)| (n, h.finish())).collect()),
+    })
 }
 
 /// Scans `a` and looks each element up on `b` (`SISMEMBER`, `HGET`, `ZSCORE`); the first

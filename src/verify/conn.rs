@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use super::VerifyError;
 use crate::endpoint::Endpoint;
-use crate::resp::{encode_command, parse_frame, Frame, Limits};
+use crate::resp::{encode_command, AggregateKind, Decoder, DecoderConfig, Event, Frame, Limits};
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,7 +69,8 @@ pub struct Conn {
     rbuf: Vec<u8>,
     /// Start of the unparsed bytes in `rbuf`.
     rpos: usize,
-    limits: Limits,
+    /// Decodes replies as their bytes arrive.
+    decoder: Decoder,
     /// Bytes read so far (replies), for the throughput figures.
     pub bytes_read: u64,
 }
@@ -98,7 +99,7 @@ impl Conn {
             stream,
             rbuf: Vec::with_capacity(READ_CHUNK),
             rpos: 0,
-            limits: Limits::default(),
+            decoder: whole_values(),
             bytes_read: 0,
         };
         if let Some(pw) = &ep.password {
@@ -129,12 +130,46 @@ impl Conn {
 
     /// Sends `n` encoded commands and returns their `n` replies in order.
     pub async fn run(&mut self, encoded: &[u8], n: usize) -> Result<Vec<Frame>, VerifyError> {
+        let mut builder = Builder::default();
+        let mut out = Vec::with_capacity(n);
+        self.exchange(encoded, n, |e| out.extend(builder.event(e)))
+            .await?;
+        Ok(out)
+    }
+
+    /// Sends `n` encoded commands and hands every event of their replies to
+    /// `visit(reply index, event)` without building frames: the big-value paths digest
+    /// millions of elements this way without an allocation each.
+    pub async fn visit(
+        &mut self,
+        encoded: &[u8],
+        n: usize,
+        visit: &mut (dyn FnMut(usize, Event<'_>) + Send),
+    ) -> Result<(), VerifyError> {
+        let mut i = 0;
+        self.exchange(encoded, n, |e| match e {
+            Event::FrameEnd { .. } => i += 1,
+            e => visit(i, e),
+        })
+        .await
+    }
+
+    /// Writes `encoded` while reading the events of `n` replies into `on_event`.
+    async fn exchange<F>(
+        &mut self,
+        encoded: &[u8],
+        n: usize,
+        mut on_event: F,
+    ) -> Result<(), VerifyError>
+    where
+        F: FnMut(Event<'_>) + Send,
+    {
         let Conn {
             addr,
             stream,
             rbuf,
             rpos,
-            limits,
+            decoder,
             bytes_read,
         } = self;
         let fut = async {
@@ -144,12 +179,17 @@ impl Conn {
                 wr.flush().await
             };
             let read = async {
-                let mut out = Vec::with_capacity(n);
-                while out.len() < n {
-                    match parse_frame(&rbuf[*rpos..], limits) {
-                        Ok(Some((frame, used))) => {
+                let mut ended = 0;
+                while ended < n {
+                    // Every event is consumed as it is decoded, so each reply byte is walked
+                    // once, however the reads split it.
+                    match decoder.next(&rbuf[*rpos..]) {
+                        Ok(Some((event, used))) => {
                             *rpos += used;
-                            out.push(frame);
+                            if let Event::FrameEnd { .. } = event {
+                                ended += 1;
+                            }
+                            on_event(event);
                             continue;
                         }
                         Ok(None) => {}
@@ -178,19 +218,136 @@ impl Conn {
                     rbuf.clear();
                     *rpos = 0;
                 }
-                Ok(out)
+                Ok(())
             };
             let (w, r) = tokio::join!(write, read);
             w?;
             r
         };
         match tokio::time::timeout(REPLY_TIMEOUT, fut).await {
-            Ok(Ok(frames)) => Ok(frames),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(VerifyError::io(addr, "read/write", e)),
             Err(_) => Err(VerifyError::Server {
                 addr: addr.clone(),
                 message: format!("no reply within {REPLY_TIMEOUT:?}"),
             }),
         }
+    }
+}
+
+/// A decoder that reports every bulk whole (replies are built whole anyway).
+fn whole_values() -> Decoder {
+    let limits = Limits::default();
+    Decoder::new(DecoderConfig {
+        inline_bulk_max: limits.max_bulk_len,
+        limits,
+    })
+}
+
+/// Builds owned frames from decoder events, one event at a time. (`parse_frame` wants the
+/// whole frame buffered and walks it twice; replies here are built while they arrive.)
+/// Attributes nested in an aggregate are dropped, as `parse_frame` drops them.
+#[derive(Default)]
+struct Builder {
+    /// Open aggregates, outermost first: kind, elements expected, elements so far.
+    open: Vec<(AggregateKind, usize, Vec<Frame>)>,
+    /// The finished top-level frame, handed out at its `FrameEnd`.
+    done: Option<Frame>,
+}
+
+impl Builder {
+    /// Feeds one event; returns a frame at the end of each top-level frame.
+    fn event(&mut self, event: Event<'_>) -> Option<Frame> {
+        let mut value = match event {
+            Event::FrameEnd { .. } => return self.done.take(),
+            Event::Aggregate { kind, len } if len > 0 => {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                // Grows as elements arrive: a hostile length costs nothing up front.
+                self.open
+                    .push((kind, len, Vec::with_capacity(len.min(1024))));
+                return None;
+            }
+            Event::Aggregate { kind, .. } => finish(kind, Vec::new()),
+            Event::Simple(s) => Frame::Simple(s.to_vec()),
+            Event::Error(s) => Frame::Error(s.to_vec()),
+            Event::Integer(n) => Frame::Integer(n),
+            Event::Null => Frame::Null,
+            Event::Bulk(b) => Frame::Bulk(b.to_vec()),
+            Event::Double(d) => Frame::Double(d),
+            Event::Boolean(b) => Frame::Boolean(b),
+            Event::BigNumber(n) => Frame::BigNumber(n.to_vec()),
+            Event::BulkError(e) => Frame::BulkError(e.to_vec()),
+            Event::Verbatim { format, text } => Frame::Verbatim {
+                format,
+                text: text.to_vec(),
+            },
+            // `whole_values` never streams a bulk.
+            Event::BulkStart { .. } | Event::BulkPart(_) | Event::BulkEnd => return None,
+        };
+        // Give the finished value to its parent, closing each aggregate it fills.
+        loop {
+            let Some((kind, len, mut items)) = self.open.pop() else {
+                self.done = Some(value);
+                return None;
+            };
+            if !matches!(value, Frame::Attribute(_)) {
+                items.push(value);
+            }
+            if items.len() < len {
+                self.open.push((kind, len, items));
+                return None;
+            }
+            value = finish(kind, items);
+        }
+    }
+}
+
+fn finish(kind: AggregateKind, items: Vec<Frame>) -> Frame {
+    let pairs = |items: Vec<Frame>| {
+        let mut out = Vec::with_capacity(items.len() / 2);
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            out.push((k, v));
+        }
+        out
+    };
+    match kind {
+        AggregateKind::Array => Frame::Array(items),
+        AggregateKind::Set => Frame::Set(items),
+        AggregateKind::Push => Frame::Push(items),
+        AggregateKind::Map => Frame::Map(pairs(items)),
+        AggregateKind::Attribute => Frame::Attribute(pairs(items)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::parse_frame;
+
+    /// The builder agrees with `parse_frame` on every reply shape, fed byte by byte.
+    #[test]
+    fn builds_what_parse_frame_parses() {
+        let input: &[u8] = b"+OK\r\n-ERR x\r\n:5\r\n$3\r\nabc\r\n$-1\r\n*0\r\n\
+*2\r\n*2\r\n$1\r\na\r\n:1\r\n*0\r\n%1\r\n+k\r\n,1.5\r\n~1\r\n#t\r\n\
+*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n";
+        let mut want = Vec::new();
+        let mut pos = 0;
+        while let Some((f, used)) = parse_frame(&input[pos..], &Limits::default()).unwrap() {
+            want.push(f);
+            pos += used;
+        }
+        assert_eq!(pos, input.len());
+        let (mut d, mut b) = (whole_values(), Builder::default());
+        let mut got = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        for &byte in input {
+            buf.push(byte);
+            while let Some((e, used)) = d.next(&buf).unwrap() {
+                got.extend(b.event(e));
+                buf.drain(..used);
+            }
+        }
+        assert_eq!(got, want);
     }
 }

@@ -161,6 +161,14 @@ pub async fn run(opts: &Options) -> Result<Outcome, VerifyError> {
         mode: opts.mode.name(),
         ..Default::default()
     };
+    if let (Some(a), Some(b)) = (opts.source.db, opts.target.db) {
+        if a != b && opts.db.is_none() {
+            return Err(VerifyError::Unsupported(format!(
+                "the source URL names db {a} and the target URL db {b}: verify compares the \
+                 same db on both sides (give --db)"
+            )));
+        }
+    }
     let (ks, kt) = tokio::join!(src.keyspace(), tgt.keyspace());
     let (ks, kt) = (ks?, kt?);
     let dbs: Vec<u32> = match opts.db.or(opts.source.db).or(opts.target.db) {
@@ -229,9 +237,12 @@ pub async fn run(opts: &Options) -> Result<Outcome, VerifyError> {
             p.abort();
             eprint!("\r\x1b[K");
         }
-        let (mut diffs, total) = result?;
+        let (mut diffs, mut total) = result?;
         diffs.sort_by(|a, b| (a.db, &a.key, a.kind).cmp(&(b.db, &b.key, b.kind)));
+        // A key SCAN returned twice (a table resized during the scan) was checked twice.
+        let before = diffs.len();
         diffs.dedup();
+        total -= (before - diffs.len()) as u64;
         let stats = RoundStats {
             round,
             source_keys: counters.source_keys.load(Ordering::Relaxed),
@@ -270,12 +281,14 @@ async fn pass(
     });
     let (tx, rx) = mpsc::channel::<Job>(WORKERS * 2);
     let rx = Arc::new(Mutex::new(rx));
+    let big = Arc::new(BigQueue::default());
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
         let (rx, src, tgt, counters) = (rx.clone(), src.clone(), tgt.clone(), counters.clone());
+        let big = big.clone();
         let (mode, tol) = (opts.mode, opts.ttl_tolerance.as_millis() as i64);
         workers.push(tokio::spawn(async move {
-            worker(rx, &src, &tgt, mode, tol, &counters).await
+            worker(rx, big, &src, &tgt, mode, tol, &counters).await
         }));
     }
     drop(rx);
@@ -415,9 +428,18 @@ async fn scan_side(
     Ok(())
 }
 
-/// Takes batches until the channel closes; returns the differences found.
+/// Big keys waiting for any worker. A worker that finds big keys in its batch queues them
+/// here (up to [`BIG_QUEUE`], beyond that it compares them itself), so a batch of twenty
+/// 200k-element collections is spread over every worker instead of taking one.
+type BigQueue = std::sync::Mutex<std::collections::VecDeque<compare::BigKey>>;
+const BIG_QUEUE: usize = 256;
+
+/// Takes batches until the channel closes and no big key is left; returns the differences
+/// found. A worker exits only once the batch channel is closed and the big-key queue is
+/// empty, so a big key queued by a worker is compared at the latest by that same worker.
 async fn worker(
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    big: Arc<BigQueue>,
     src: &SideSpec,
     tgt: &SideSpec,
     mode: Mode,
@@ -428,8 +450,33 @@ async fn worker(
     let (mut s, mut t) = (s?, t?);
     let mut diffs = Vec::new();
     loop {
+        let next_big = big.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        if let Some(b) = next_big {
+            s.select(b.db).await?;
+            t.select(b.db).await?;
+            let before = diffs.len();
+            let mut c = compare::Checker::new(
+                &mut s,
+                &mut t,
+                mode,
+                ttl_tolerance_ms,
+                b.db,
+                std::mem::take(&mut diffs),
+            );
+            c.check_big(&b).await?;
+            diffs = c.diffs;
+            counters
+                .diffs
+                .fetch_add((diffs.len() - before) as u64, Ordering::Relaxed);
+            continue;
+        }
         let job = rx.lock().await.recv().await;
-        let Some(mut job) = job else { break };
+        let Some(mut job) = job else {
+            if big.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                break;
+            }
+            continue;
+        };
         job.keys.sort_unstable();
         job.keys.dedup();
         s.select(job.db).await?;
@@ -437,19 +484,32 @@ async fn worker(
         let before = diffs.len();
         match job.origin {
             Origin::Compare => {
-                let mut c = compare::Checker {
-                    src: &mut s,
-                    tgt: &mut t,
+                let mut c = compare::Checker::new(
+                    &mut s,
+                    &mut t,
                     mode,
                     ttl_tolerance_ms,
-                    db: job.db,
-                    diffs: std::mem::take(&mut diffs),
-                    not_compared: 0,
-                };
+                    job.db,
+                    std::mem::take(&mut diffs),
+                );
                 c.check_keys(&job.keys).await?;
                 counters
                     .not_compared
                     .fetch_add(c.not_compared, Ordering::Relaxed);
+                let mut mine = Vec::new();
+                {
+                    let mut q = big.lock().unwrap_or_else(|e| e.into_inner());
+                    for b in c.big.drain(..) {
+                        if q.len() < BIG_QUEUE {
+                            q.push_back(b);
+                        } else {
+                            mine.push(b);
+                        }
+                    }
+                }
+                for b in &mine {
+                    c.check_big(b).await?;
+                }
                 diffs = c.diffs;
             }
             Origin::Target => only_on_target(&mut s, job.db, &job.keys, &mut diffs).await?,

@@ -257,6 +257,21 @@ impl Side {
         })
     }
 
+    /// Runs a batch whose commands all name one key and hands the events of the replies
+    /// to `visit(reply index, event)` (see [`Conn::visit`]). A redirect arrives as an
+    /// error event: the caller reports the key as unreadable and a later round retries.
+    pub async fn visit(
+        &mut self,
+        batch: &Batch,
+        visit: &mut (dyn FnMut(usize, crate::resp::Event<'_>) + Send),
+    ) -> Result<(), VerifyError> {
+        let node = match (&self.spec.slots, batch.slots.first()) {
+            (Some(slots), Some(Some(s))) => slots[*s as usize] as usize,
+            _ => 0,
+        };
+        self.conns[node].visit(&batch.buf, batch.len(), visit).await
+    }
+
     /// Runs a batch and returns one reply per command, in order. On a cluster the batch is
     /// split by slot owner and the parts run concurrently.
     pub async fn run(&mut self, batch: &Batch) -> Result<Vec<Frame>, VerifyError> {

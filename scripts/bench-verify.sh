@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Speed of `ferry verify --mode full` against the time it takes to read both datasets with
+# plain pipelined commands, measured in the same run on this machine (both servers and the
+# reader on one host).
+#
+#   scripts/bench-verify.sh               (both datasets; SERVER=redis-7.2 by default)
+#   scripts/bench-verify.sh small         (one of: small collections)
+#
+# Datasets, written identically to two servers with `redis-cli --pipe`:
+#   small       : 1M strings of 100 bytes
+#   collections : 20 collections of 200k elements (5 lists, 5 sets, 5 sorted sets, 5 hashes)
+# The limit ("read"): on both servers at once, `redis-cli --scan --count 1000` lists the
+# keys, then `redis-cli --pipe` sends TYPE, PTTL and the whole value of every key (GET,
+# LRANGE 0 -1, SMEMBERS, ZRANGE 0 -1 WITHSCORES, HGETALL) and reads every reply (hiredis,
+# in C). The command files are prepared before the clock starts. Time = scan + read.
+# ferry: `ferry verify --rounds 1` on the same pair (wall time, peak RSS); it also checks
+# the target for keys the source lacks, which the limit does not do.
+# Printed: keys/s (keys of both sides) and MB/s (RESP bytes of both datasets) for both, and
+# ferry / limit (the goal is at most 1.5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVER=${SERVER:-redis-7.2}
+CACHE=${FERRY_SERVERS:-$HOME/.cache/ferry/servers}
+WANT=${1:-all}
+scripts/servers.sh "$CACHE" "$SERVER" >/dev/null
+BIN=$CACHE/bin/$SERVER
+CLI=$CACHE/bin/redis-cli
+cargo build --release -q
+FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-verify.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() { # NAME PORT
+  mkdir -p "$WORK/$1"
+  "$BIN" --port "$2" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
+         --daemonize no --logfile "$WORK/$1/log" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do [ "$("$CLI" -p "$2" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
+  echo "server $1 did not start" >&2; exit 1
+}
+
+gen() { # DATASET FILE -> writes RESP commands, prints the key count
+  python3 - "$1" "$2" <<'PY'
+import sys
+kind, path = sys.argv[1], sys.argv[2]
+def cmd(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+keys = 0
+with open(path, "wb", buffering=1 << 20) as f:
+    if kind == "small":          # 1M strings of 100 bytes
+        v = b"v" * 100
+        for i in range(1_000_000):
+            f.write(cmd(b"SET", b"key:%012d" % i, v))
+        keys = 1_000_000
+    else:                        # 20 collections of 200k elements (5 of each type)
+        for c in range(20):
+            t = c % 4
+            key = b"coll:%d" % c
+            for start in range(0, 200_000, 1000):
+                ids = range(start, start + 1000)
+                if t == 0:
+                    f.write(cmd(b"RPUSH", key, *[b"element-%08d" % i for i in ids]))
+                elif t == 1:
+                    f.write(cmd(b"SADD", key, *[b"member-%08d" % i for i in ids]))
+                elif t == 2:
+                    args = []
+                    for i in ids:
+                        args += [b"%d.25" % i, b"member-%08d" % i]
+                    f.write(cmd(b"ZADD", key, *args))
+                else:
+                    args = []
+                    for i in ids:
+                        args += [b"field-%08d" % i, b"value-%08d" % i]
+                    f.write(cmd(b"HSET", key, *args))
+        keys = 20
+print(keys)
+PY
+}
+
+reads() { # KEYFILE OUT -> the limit's command file: TYPE, PTTL and the whole value per key
+  python3 - "$1" "$2" <<'PY'
+import sys
+def cmd(*args):
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+with open(sys.argv[1], "rb") as keys, open(sys.argv[2], "wb", buffering=1 << 20) as out:
+    for line in keys:
+        k = line.rstrip(b"\n")
+        out.write(cmd(b"TYPE", k) + cmd(b"PTTL", k))
+        if not k.startswith(b"coll:"):
+            out.write(cmd(b"GET", k))
+            continue
+        t = int(k.split(b":")[1]) % 4
+        out.write([cmd(b"LRANGE", k, b"0", b"-1"), cmd(b"SMEMBERS", k),
+                   cmd(b"ZRANGE", k, b"0", b"-1", b"WITHSCORES"), cmd(b"HGETALL", k)][t])
+PY
+}
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { print b - a }'; }
+
+bench() { # DATASET
+  local ds=$1 file=$WORK/$1.resp
+  local keys; keys=$(gen "$ds" "$file")
+  local bytes; bytes=$(stat -c %s "$file")
+  local sp tp; sp=$(free_port); start "src-$ds" "$sp"; tp=$(free_port); start "dst-$ds" "$tp"
+  "$CLI" -p "$sp" --pipe < "$file" >/dev/null &
+  local p1=$!
+  "$CLI" -p "$tp" --pipe < "$file" >/dev/null
+  wait "$p1"
+  rm -f "$file"
+
+  # The limit. Scan both, prepare the read commands (not timed), read both.
+  local t0; t0=$(now)
+  "$CLI" -p "$sp" --scan --count 1000 > "$WORK/keys-src" &
+  p1=$!
+  "$CLI" -p "$tp" --scan --count 1000 > "$WORK/keys-dst"
+  wait "$p1"
+  local scan_s; scan_s=$(since "$t0")
+  reads "$WORK/keys-src" "$WORK/reads-src" & p1=$!
+  reads "$WORK/keys-dst" "$WORK/reads-dst"
+  wait "$p1"
+  t0=$(now)
+  "$CLI" -p "$sp" --pipe < "$WORK/reads-src" > "$WORK/pipe-src" & p1=$!
+  "$CLI" -p "$tp" --pipe < "$WORK/reads-dst" > "$WORK/pipe-dst"
+  wait "$p1"
+  local read_s; read_s=$(since "$t0")
+  grep -q "errors: 0" "$WORK/pipe-src" || { echo "reader errors: $(cat "$WORK/pipe-src")" >&2; exit 1; }
+  rm -f "$WORK"/reads-* "$WORK"/keys-*
+  local limit_s; limit_s=$(awk -v a="$scan_s" -v b="$read_s" 'BEGIN { print a + b }')
+
+  t0=$(now)
+  local rc=0
+  /usr/bin/time -f "%M %U %S" -o "$WORK/rss" "$FERRY" verify --rounds 1 \
+      --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" > "$WORK/verify.out" 2>&1 || rc=$?
+  local ferry_s; ferry_s=$(since "$t0")
+  [ "$rc" = 0 ] || { echo "ferry verify exited $rc:"; cat "$WORK/verify.out"; exit 1; } >&2
+  awk -v n="$ds" -v k="$keys" -v b="$bytes" -v l="$limit_s" -v s="$scan_s" -v f="$ferry_s" -v r="$(cut -d" " -f1 "$WORK/rss")" 'BEGIN {
+    k2 = 2 * k; mb = 2 * b / 1e6
+    printf "%-12s limit (scan %.2f s + pipelined read, both sides): %9.0f keys/s %7.1f MB/s (%.2f s) | ferry verify: %9.0f keys/s %7.1f MB/s (%.2f s) | ferry/limit %.2f | peak RSS %.1f MiB\n",
+      n, s, k2 / l, mb / l, l, k2 / f, mb / f, f, f / l, r / 1024 }'
+  echo "             ferry CPU: $(awk '{ printf "user %.2f s, sys %.2f s", $2, $3 }' "$WORK/rss"); $(head -1 "$WORK/verify.out" | sed 's/.*round(s), //')"
+  "$CLI" -p "$sp" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  "$CLI" -p "$tp" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+}
+
+echo "== $SERVER vs $SERVER, ferry $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"
+for ds in small collections; do
+  case "$WANT" in all|"$ds") bench "$ds" ;; esac
+done
