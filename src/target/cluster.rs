@@ -839,6 +839,15 @@ impl ClusterWriter {
         if self.cross_errors > 0 {
             *s.errors_by_class.entry("CROSSSLOT").or_default() += self.cross_errors;
         }
+        // Not errors, but what the operator must be able to see in /status.
+        if self.router.split > 0 {
+            s.errors_by_class
+                .insert("split_per_slot", self.router.split);
+        }
+        if self.router.split_non_atomic > 0 {
+            s.errors_by_class
+                .insert("split_not_atomic", self.router.split_non_atomic);
+        }
         s.skipped.extend(self.skipped.iter().cloned());
         s.skipped_total += self.skipped_total;
         s.in_flight = self.in_flight();
