@@ -11,6 +11,7 @@
 #   cluster->cluster   : the commands loaded into a 3-master source cluster, then
 #                        `ferry sync --once` (one replica link per source master)
 # Printed: keys/s and MB/s of RESP commands for each, and ferry / ceiling.
+# FERRY_WRAP="perf record -g -o /tmp/ferry.perf --" profiles the standalone -> cluster run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -124,7 +125,7 @@ flush "${DST[@]}"
 
 "$CLI" -p "$SP" --pipe < "$WORK/all.resp" >/dev/null
 t0=$(now)
-"$FERRY" sync --once --source "redis://127.0.0.1:$SP" --target "redis://127.0.0.1:${DST[0]}" 2> "$WORK/ferry-s2c.log"
+${FERRY_WRAP:-} "$FERRY" sync --once --source "redis://127.0.0.1:$SP" --target "redis://127.0.0.1:${DST[0]}" 2> "$WORK/ferry-s2c.log"
 S2C=$(since "$t0")
 [ "$(dbsize "${DST[@]}")" = "$KEYS" ] || { echo "standalone->cluster copied $(dbsize "${DST[@]}") of $KEYS" >&2; exit 1; }
 flush "${DST[@]}"

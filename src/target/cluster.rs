@@ -443,16 +443,28 @@ impl ClusterWriter {
                 ),
             });
         }
+        // The rare paths are boxed: their futures are large, and inlined they would make
+        // every call of this one copy a large state machine (seen as memmove in profiles).
         if !self.pending.is_empty() {
-            self.repair().await?;
+            Box::pin(self.repair()).await?;
         }
         self.since_check += 1;
         if self.since_check >= 256 {
             self.since_check = 0;
-            self.maybe_refresh().await?;
+            if self.last_refresh.elapsed() >= self.opts.refresh_interval {
+                Box::pin(self.maybe_refresh()).await?;
+            }
         }
         let oid = self.new_entry(cmd.tag);
-        let r = self.route(cmd, oid).await;
+        // The common case: a Cmd built by ferry names its key.
+        let fast = match (&cmd.kind, cmd.kind.key()) {
+            (CmdKind::Script, _) | (_, None) => None,
+            (_, Some(k)) => self.slot_node[key_slot(k) as usize],
+        };
+        let r = match fast {
+            Some(i) => self.submit(i, cmd, oid, true).await,
+            None => Box::pin(self.route(cmd, oid)).await,
+        };
         self.release(oid);
         r
     }
