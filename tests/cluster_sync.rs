@@ -580,3 +580,50 @@ fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
         status["errors"]
     );
 }
+
+/// A command that cannot be split (RENAME across slots): recorded and skipped by default,
+/// a stop with a message naming the option under `cross_slot = "stop"`.
+#[test]
+fn cross_slot_commands_follow_the_policy_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = Server::start(&spec, &["--repl-diskless-sync-delay", "0"]);
+    assert_ne!(slot_of(b"foo"), slot_of(b"bar"));
+    let dir = TempDir::new("cluster-crossslot");
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+    let mut c = source.client();
+    c.ok(&["SET", "foo", "1"]);
+    c.ok(&["RENAME", "foo", "bar"]);
+    c.ok(&["SET", "after", "x"]);
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    ferry_proc::stop(ferry);
+    assert_eq!(status["errors"]["CROSSSLOT"], 1, "{status}");
+    assert_eq!(
+        cluster
+            .client()
+            .cmd_str(&["GET", "after"])
+            .as_text()
+            .as_deref(),
+        Some("x")
+    );
+
+    let cfg = dir.path().join("stop.toml");
+    std::fs::write(&cfg, "[transform]\ncross_slot = \"stop\"\n").expect("config");
+    let mut ferry = ferry_proc::start(
+        &source.url(),
+        &cluster.url(),
+        dir.path(),
+        &["--config", cfg.to_str().expect("utf-8")],
+    );
+    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+    c.ok(&["RENAME", "bar", "foo"]);
+    let (code, log) = ferry_proc::wait_exit(&mut ferry, SYNC_TIMEOUT);
+    assert_ne!(code, Some(0), "{log}");
+    assert!(
+        log.contains("CROSSSLOT") && log.contains("cross_slot"),
+        "{log}"
+    );
+}

@@ -671,7 +671,7 @@ impl ClusterWriter {
                 key: key
                     .map(|k| format!(" of key `{}`", escape_bytes(&k)))
                     .unwrap_or_default(),
-                message,
+                message: format!("CROSSSLOT {message}"),
                 hint: " ([transform] cross_slot = \"skip\" records such commands and goes on)",
             })));
         }
