@@ -246,6 +246,17 @@ fn aggregate(status: &Status, shards: &[Shard], moves: u64, guard: &MigrationGua
         if moves > 0 {
             s.errors.insert("source_slot_moves".into(), moves);
         }
+        for (name, v) in [
+            ("migration_waits", guard.waits.load(Ordering::Relaxed)),
+            (
+                "migration_wait_timeouts",
+                guard.wait_timeouts.load(Ordering::Relaxed),
+            ),
+        ] {
+            if v > 0 {
+                s.errors.insert(name.into(), v);
+            }
+        }
         let dropped = guard.dropped_deletes.load(Ordering::Relaxed);
         if dropped > 0 {
             s.errors.insert("migration_deletes_dropped".into(), dropped);

@@ -155,6 +155,20 @@ fn source_with_data(spec: &ServerSpec, keep_other_dbs: bool) -> Server {
     source
 }
 
+/// Nothing refused: the only counters are the reported splits (and transactions split
+/// across slots are among them).
+fn assert_only_splits(status: &serde_json::Value) {
+    let errors = status["errors"].as_object().cloned().unwrap_or_default();
+    assert!(
+        errors.keys().all(|k| k.starts_with("split_")),
+        "no command refused: {status}"
+    );
+    assert!(
+        errors.get("split_not_atomic").and_then(|v| v.as_u64()) > Some(0),
+        "transactions across slots are reported: {status}"
+    );
+}
+
 fn standalone_into_cluster(spec_name: &str) {
     let Some(spec) = require_server(spec_name) else {
         return;
@@ -173,6 +187,11 @@ fn standalone_into_cluster(spec_name: &str) {
     let expected = read_back(&mut source.client(), &spec, &[0]);
     let actual = cluster.read_back();
     assert_models_equal(&expected, &actual, 1_000);
+    assert_only_splits(&status);
+    assert!(
+        status["errors"]["split_per_slot"].as_u64() > Some(0),
+        "cross-slot commands were split: {status}"
+    );
     let counts = cluster.key_counts();
     assert!(
         counts.iter().all(|&n| n > 1000),
@@ -244,11 +263,7 @@ fn multi_db_into_cluster_with_db_map_valkey_9_1() {
     c.select(0);
     let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
     ferry_proc::stop(ferry);
-    assert_eq!(
-        status["errors"],
-        serde_json::json!({}),
-        "no command refused: {status}"
-    );
+    assert_only_splits(&status);
     let src = read_back(&mut source.client(), &spec, &[0, 1, 2, 3, 5]);
     assert!(
         src.keys.contains_key(&(3, b"kept".to_vec()))
@@ -563,5 +578,52 @@ fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
         "cluster -> standalone with a source migration: {} keys equal; {}",
         actual.keys.len(),
         status["errors"]
+    );
+}
+
+/// A command that cannot be split (RENAME across slots): recorded and skipped by default,
+/// a stop with a message naming the option under `cross_slot = "stop"`.
+#[test]
+fn cross_slot_commands_follow_the_policy_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = Server::start(&spec, &["--repl-diskless-sync-delay", "0"]);
+    assert_ne!(slot_of(b"foo"), slot_of(b"bar"));
+    let dir = TempDir::new("cluster-crossslot");
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+    let mut c = source.client();
+    c.ok(&["SET", "foo", "1"]);
+    c.ok(&["RENAME", "foo", "bar"]);
+    c.ok(&["SET", "after", "x"]);
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    ferry_proc::stop(ferry);
+    assert_eq!(status["errors"]["CROSSSLOT"], 1, "{status}");
+    assert_eq!(
+        cluster
+            .client()
+            .cmd_str(&["GET", "after"])
+            .as_text()
+            .as_deref(),
+        Some("x")
+    );
+
+    let cfg = dir.path().join("stop.toml");
+    std::fs::write(&cfg, "[transform]\ncross_slot = \"stop\"\n").expect("config");
+    let mut ferry = ferry_proc::start(
+        &source.url(),
+        &cluster.url(),
+        dir.path(),
+        &["--config", cfg.to_str().expect("utf-8")],
+    );
+    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+    c.ok(&["RENAME", "bar", "foo"]);
+    let (code, log) = ferry_proc::wait_exit(&mut ferry, SYNC_TIMEOUT);
+    assert_ne!(code, Some(0), "{log}");
+    assert!(
+        log.contains("CROSSSLOT") && log.contains("cross_slot"),
+        "{log}"
     );
 }

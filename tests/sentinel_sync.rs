@@ -97,9 +97,13 @@ fn source_failover_through_sentinel_redis_7_2() {
     let Some(spec) = require_server("redis-7.2") else {
         return;
     };
-    let master = Server::start(&spec, &[]);
+    let fast = ["--repl-diskless-sync-delay", "0"];
+    let master = Server::start(&spec, &fast);
     let port = master.port().to_string();
-    let replica = Server::start(&spec, &["--replicaof", "127.0.0.1", &port]);
+    let replica = Server::start(
+        &spec,
+        &[&fast[..], &["--replicaof", "127.0.0.1", &port]].concat(),
+    );
     let s1 = Sentinel::start(&spec, master.port());
     let s2 = Sentinel::start(&spec, master.port());
     let t0 = Instant::now();

@@ -443,16 +443,28 @@ impl ClusterWriter {
                 ),
             });
         }
+        // The rare paths are boxed: their futures are large, and inlined they would make
+        // every call of this one copy a large state machine (seen as memmove in profiles).
         if !self.pending.is_empty() {
-            self.repair().await?;
+            Box::pin(self.repair()).await?;
         }
         self.since_check += 1;
         if self.since_check >= 256 {
             self.since_check = 0;
-            self.maybe_refresh().await?;
+            if self.last_refresh.elapsed() >= self.opts.refresh_interval {
+                Box::pin(self.maybe_refresh()).await?;
+            }
         }
         let oid = self.new_entry(cmd.tag);
-        let r = self.route(cmd, oid).await;
+        // The common case: a Cmd built by ferry names its key.
+        let fast = match (&cmd.kind, cmd.kind.key()) {
+            (CmdKind::Script, _) | (_, None) => None,
+            (_, Some(k)) => self.slot_node[key_slot(k) as usize],
+        };
+        let r = match fast {
+            Some(i) => self.submit(i, cmd, oid, true).await,
+            None => Box::pin(self.route(cmd, oid)).await,
+        };
         self.release(oid);
         r
     }
@@ -659,7 +671,7 @@ impl ClusterWriter {
                 key: key
                     .map(|k| format!(" of key `{}`", escape_bytes(&k)))
                     .unwrap_or_default(),
-                message,
+                message: format!("CROSSSLOT {message}"),
                 hint: " ([transform] cross_slot = \"skip\" records such commands and goes on)",
             })));
         }
@@ -838,6 +850,15 @@ impl ClusterWriter {
         }
         if self.cross_errors > 0 {
             *s.errors_by_class.entry("CROSSSLOT").or_default() += self.cross_errors;
+        }
+        // Not errors, but what the operator must be able to see in /status.
+        if self.router.split > 0 {
+            s.errors_by_class
+                .insert("split_per_slot", self.router.split);
+        }
+        if self.router.split_non_atomic > 0 {
+            s.errors_by_class
+                .insert("split_not_atomic", self.router.split_non_atomic);
         }
         s.skipped.extend(self.skipped.iter().cloned());
         s.skipped_total += self.skipped_total;

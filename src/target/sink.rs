@@ -156,6 +156,10 @@ impl Sink {
 
     pub async fn send(&mut self, cmd: Cmd) -> Result<(), TargetError> {
         let cmd = if self.shard.is_some() && cmd.kind == (CmdKind::Data { key: None }) {
+            let wait = self.earlier_delete(&cmd);
+            if let Some((other, tag)) = wait {
+                self.wait_for_shard(other, tag).await?;
+            }
             match self.shard_filter(cmd) {
                 Some(c) => c,
                 None => return Ok(()),
@@ -172,7 +176,65 @@ impl Sink {
         } else {
             self.map_verbatim(cmd)?
         };
-        both!(self, w => w.send(cmd).await)
+        let r = both!(self, w => w.send(cmd).await);
+        self.publish();
+        r
+    }
+
+    /// For a cluster source: tells the other shards what this one's target has applied.
+    fn publish(&self) {
+        if let Some((s, g)) = &self.shard {
+            g.publish_acked(*s, self.acked_tag());
+        }
+    }
+
+    /// A `RESTORE-ASKING` whose key another shard deleted earlier: (that shard, the
+    /// delete's tag).
+    fn earlier_delete(&self, cmd: &Cmd) -> Option<(usize, u64)> {
+        let (shard, guard) = self.shard.as_ref()?;
+        let b = &cmd.bytes;
+        if !b
+            .windows(14)
+            .take(32)
+            .any(|w| w.eq_ignore_ascii_case(b"RESTORE-ASKING"))
+        {
+            return None;
+        }
+        let args = command_args(b);
+        guard.earlier_delete(*shard, args.get(1)?)
+    }
+
+    /// Waits until shard `other`'s target has acknowledged `tag` (a migration's delete
+    /// and every write before it), applying this shard's own pipeline meanwhile.
+    async fn wait_for_shard(&mut self, other: usize, tag: u64) -> Result<(), TargetError> {
+        let Some((_, guard)) = self.shard.clone() else {
+            return Ok(());
+        };
+        if guard.acked(other) >= tag {
+            return Ok(());
+        }
+        guard
+            .waits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        both!(self, w => w.flush().await)?;
+        self.publish();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while guard.acked(other) < tag {
+            if tokio::time::Instant::now() >= deadline {
+                guard
+                    .wait_timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    other,
+                    tag,
+                    "a migrated key arrived before the exporting shard's delete was applied; \
+                     gave up waiting after 2 s"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Ok(())
     }
 
     /// A verbatim command of a cluster source's shard: cluster-internal commands are
@@ -202,6 +264,7 @@ impl Sink {
                         let stale = guard.is_stale_delete(shard, k);
                         if !stale {
                             guard.deleted_by_owner(shard, k);
+                            guard.deleted(shard, k, cmd.tag);
                         }
                         !stale
                     })
@@ -303,15 +366,21 @@ impl Sink {
     }
 
     pub async fn push(&mut self) -> Result<(), TargetError> {
-        both!(self, w => w.push().await)
+        let r = both!(self, w => w.push().await);
+        self.publish();
+        r
     }
 
     pub async fn flush(&mut self) -> Result<(), TargetError> {
-        both!(self, w => w.flush().await)
+        let r = both!(self, w => w.flush().await);
+        self.publish();
+        r
     }
 
     pub async fn recv(&mut self) -> Result<(), TargetError> {
-        both!(self, w => w.recv().await)
+        let r = both!(self, w => w.recv().await);
+        self.publish();
+        r
     }
 
     pub fn acked_tag(&self) -> u64 {

@@ -241,9 +241,18 @@ impl Cluster {
     /// Every key of every master, read by the harness (db 0).
     pub fn read_back(&self) -> Model {
         let mut model = Model::default();
-        for m in self.current_masters() {
+        for (i, m) in self.current_masters().into_iter().enumerate() {
             let part = read_back(&mut m.client(), &self.spec, &[0]);
             model.keys.extend(part.keys);
+            // Functions live on every master: they must be the same everywhere.
+            if i > 0 {
+                assert_eq!(
+                    model.functions,
+                    part.functions,
+                    "functions differ on {}",
+                    m.port()
+                );
+            }
             model.functions = part.functions;
         }
         model
