@@ -155,7 +155,8 @@ pub struct CutoverArgs {
     /// if this process dies.
     #[arg(long, default_value_t = 120)]
     pub pause_timeout: u64,
-    /// Verify values too (default: type, length and expiry of every key).
+    /// Compare every key in full (default: the keys written in the last --verify-window
+    /// seconds in full, or every key in outline when that list is not complete).
     #[arg(long)]
     pub full_verify: bool,
     /// No verify step (when it was run separately).
@@ -163,6 +164,10 @@ pub struct CutoverArgs {
     pub skip_verify: bool,
     #[arg(long, default_value_t = 3)]
     pub verify_rounds: u32,
+    /// Seconds back: the keys the forward sync wrote in that time are compared in full
+    /// (without --full-verify).
+    #[arg(long, default_value_t = 300)]
+    pub verify_window: u64,
     /// Blue has no CLIENT PAUSE WRITE (before Redis 6.2) and its writers are stopped.
     #[arg(long)]
     pub writers_stopped: bool,

@@ -48,6 +48,9 @@ pub struct CutoverOptions {
     pub pause_timeout: Duration,
     pub full_verify: bool,
     pub skip_verify: bool,
+    /// Without `full_verify`: the keys the forward sync wrote in this last stretch are
+    /// compared in full (from its `/recent-keys`).
+    pub verify_window: Duration,
     pub verify_rounds: u32,
     /// Blue has no `CLIENT PAUSE WRITE`; the operator has stopped its writers.
     pub writers_stopped: bool,
@@ -72,6 +75,11 @@ fn step(n: usize, what: &str) {
 
 /// `/status` of a ferry process.
 pub async fn fetch_status(addr: SocketAddr) -> Result<serde_json::Value, String> {
+    fetch_json(addr, "/status").await
+}
+
+/// A JSON endpoint of a ferry process.
+pub async fn fetch_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value, String> {
     let fut = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
@@ -81,7 +89,7 @@ pub async fn fetch_status(addr: SocketAddr) -> Result<serde_json::Value, String>
                 .await
                 .map_err(|e| format!("{addr}: {e}"))?;
         tokio::spawn(conn);
-        let req = hyper::Request::get("/status")
+        let req = hyper::Request::get(path)
             .header("host", "ferry")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
@@ -95,11 +103,11 @@ pub async fn fetch_status(addr: SocketAddr) -> Result<serde_json::Value, String>
             .await
             .map_err(|e| format!("{addr}: {e}"))?
             .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("{addr}: /status is not JSON: {e}"))
+        serde_json::from_slice(&body).map_err(|e| format!("{addr}: {path} is not JSON: {e}"))
     };
     tokio::time::timeout(ADMIN_TIMEOUT, fut)
         .await
-        .map_err(|_| format!("{addr}: /status did not answer"))?
+        .map_err(|_| format!("{addr}: {path} did not answer"))?
 }
 
 async fn server_info(ep: &Endpoint) -> Result<ServerInfo, String> {
@@ -238,7 +246,7 @@ pub async fn run(
         if opts.skip_verify {
             warn!("verify skipped (--skip-verify)");
         } else {
-            verify(&opts, &blue_ep, &green_ep).await?;
+            verify(&opts, status_addr, &blue_ep, &green_ep).await?;
         }
         Ok::<u64, String>(final_offset)
     }
@@ -373,12 +381,48 @@ async fn stop_forward(pid: i32, status_addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Blue against green with the verifier (several rounds, so that writes in flight
-/// settle); a difference or a failure to compare aborts the cutover.
-async fn verify(opts: &CutoverOptions, blue: &Endpoint, green: &Endpoint) -> Result<(), String> {
+/// settle); a difference or a failure to compare aborts the cutover. By default the keys
+/// the forward sync wrote in the last `verify_window` are compared in full (blue is paused
+/// meanwhile, so this must be quick); when that list is not complete (evicted, a flush, a
+/// command whose keys are unknown), every key is compared in outline; `--full-verify`
+/// compares every key in full.
+async fn verify(
+    opts: &CutoverOptions,
+    forward: SocketAddr,
+    blue: &Endpoint,
+    green: &Endpoint,
+) -> Result<(), String> {
+    let mut keys = None;
     let mode = if opts.full_verify {
         crate::verify::Mode::Full
     } else {
-        crate::verify::Mode::Outline
+        let path = format!("/recent-keys?seconds={}", opts.verify_window.as_secs());
+        match fetch_json(forward, &path)
+            .await
+            .map(|v| crate::recent::parse(&v))
+        {
+            Ok(Some((true, list))) => {
+                info!(
+                    keys = list.len(),
+                    window_s = opts.verify_window.as_secs(),
+                    "verifying the keys the forward sync wrote in the window, in full"
+                );
+                if list.is_empty() {
+                    info!("no key was written in the window: nothing to verify");
+                    return Ok(());
+                }
+                keys = Some(list);
+                crate::verify::Mode::Full
+            }
+            Ok(_) => {
+                info!("the list of recently written keys is not complete for the window: verifying every key in outline");
+                crate::verify::Mode::Outline
+            }
+            Err(e) => {
+                warn!("no list of recently written keys ({e}): verifying every key in outline");
+                crate::verify::Mode::Outline
+            }
+        }
     };
     let vopts = crate::verify::Options {
         source: blue.clone(),
@@ -391,6 +435,7 @@ async fn verify(opts: &CutoverOptions, blue: &Endpoint, green: &Endpoint) -> Res
         qps: None,
         ttl_tolerance: Duration::from_secs(2),
         progress: false,
+        keys,
     };
     let t0 = Instant::now();
     let outcome = crate::verify::run(&vopts)

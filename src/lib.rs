@@ -46,6 +46,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod rdb;
+pub mod recent;
 pub mod resp;
 pub mod sentinel;
 pub mod source;

@@ -79,6 +79,7 @@ fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
         pause_timeout: Duration::from_secs(args.pause_timeout.max(1)),
         full_verify: args.full_verify,
         skip_verify: args.skip_verify,
+        verify_window: Duration::from_secs(args.verify_window),
         verify_rounds: args.verify_rounds,
         writers_stopped: args.writers_stopped,
         reverse_status,
@@ -426,6 +427,7 @@ fn verify(args: ferry::cli::VerifyArgs) -> ExitCode {
         qps: args.qps,
         ttl_tolerance: args.ttl_tolerance,
         progress: io::stderr().is_terminal(),
+        keys: None,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

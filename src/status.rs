@@ -186,6 +186,8 @@ impl StatusData {
 pub struct Status {
     data: Mutex<StatusData>,
     started: Instant,
+    /// The keys the stream wrote lately (`/recent-keys`).
+    pub recent: Mutex<crate::recent::RecentKeys>,
 }
 
 impl Status {
@@ -198,6 +200,7 @@ impl Status {
                 ..Default::default()
             }),
             started: Instant::now(),
+            recent: Mutex::new(Default::default()),
         })
     }
 
@@ -279,6 +282,31 @@ fn respond<B>(req: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
                 b"another metrics recorder is installed in this process\n".to_vec(),
             ),
         },
+        "/recent-keys" => {
+            // ?seconds=N (default 300): the keys the stream wrote in the last N seconds.
+            let seconds: i64 = req
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("seconds="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let since = now - seconds.saturating_mul(1000);
+            let v = status
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .since_json(since);
+            reply(
+                200,
+                "application/json",
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )
+        }
         _ => reply(
             404,
             "text/plain",

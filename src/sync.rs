@@ -220,6 +220,25 @@ pub async fn run(
     let mut pump = StreamPump::new(opts.max_command, &target_info);
     pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
     pump.data_offset = Some(data_offset);
+    // Key positions for /recent-keys, from the target's own command table.
+    match crate::admin::command(
+        &opts.writer.endpoint,
+        &[b"COMMAND"],
+        opts.writer.connect_timeout,
+    )
+    .await
+    .and_then(|f| crate::cluster::KeyFinder::from_command_reply(&f))
+    {
+        Ok(finder) => {
+            status
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .enabled = true;
+            pump.recent = Some((status.clone(), finder));
+        }
+        Err(e) => warn!("no /recent-keys (a cutover then verifies every key): {e}"),
+    }
     let mut replid = None;
     let mut once_target: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -740,6 +759,9 @@ struct StreamPump {
     heartbeats: VecDeque<(u64, i64)>,
     /// The offset after the last command that changed data, for the link.
     data_offset: Option<Arc<AtomicU64>>,
+    /// Where the keys of forwarded commands are listed (`/recent-keys`), and how they are
+    /// found (the target's `COMMAND` key specs).
+    recent: Option<(Arc<Status>, crate::cluster::KeyFinder)>,
 }
 
 impl StreamPump {
@@ -761,6 +783,7 @@ impl StreamPump {
             heartbeat_key: None,
             heartbeats: VecDeque::new(),
             data_offset: None,
+            recent: None,
         }
     }
 
@@ -938,6 +961,7 @@ impl StreamPump {
                         self.heartbeats.push_back((end, ms));
                     }
                 }
+                self.note_keys(&name, args);
                 let raw = match self.rewrite(&name, args) {
                     Some(argv) => {
                         let mut b = Vec::new();
@@ -966,6 +990,35 @@ impl StreamPump {
 }
 
 impl StreamPump {
+    /// Lists the keys a forwarded command writes, for `/recent-keys`.
+    fn note_keys(&self, name: &[u8], args: &[Frame]) {
+        let Some((status, finder)) = &self.recent else {
+            return;
+        };
+        let now = now_ms();
+        let mut recent = status.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(name, b"FLUSHDB" | b"FLUSHALL" | b"SWAPDB") {
+            recent.opaque(now);
+            return;
+        }
+        let argv: Vec<&[u8]> = args
+            .iter()
+            .map(|f| f.as_bytes().unwrap_or_default())
+            .collect();
+        match finder.key_positions(&argv) {
+            Ok(pos) => {
+                for i in pos {
+                    if let Some(k) = argv.get(i) {
+                        if self.heartbeat_key.as_deref() != Some(*k) {
+                            recent.record(now, self.cur_db, k);
+                        }
+                    }
+                }
+            }
+            Err(_) => recent.opaque(now),
+        }
+    }
+
     /// A command the target would not understand, rewritten into one it does; `None`
     /// when it goes verbatim (the common case).
     ///

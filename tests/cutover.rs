@@ -101,7 +101,10 @@ fn cutover_switches_to_green_and_keeps_blue_for_rollback() {
         &dir.path().join("forward.log"),
         &forward_status,
     );
-    let before = writes(&blue, &blue_spec, 21);
+    let mut before = writes(&blue, &blue_spec, 21);
+    wait_consistent(&mut forward, &blue, Duration::from_secs(60));
+    // More writes once streaming, for the verify step's window.
+    before += writes(&blue, &blue_spec, 23);
     wait_consistent(&mut forward, &blue, Duration::from_secs(60));
 
     let reverse_status = format!("127.0.0.1:{}", free_port());
@@ -112,6 +115,8 @@ fn cutover_switches_to_green_and_keeps_blue_for_rollback() {
     );
     wait_for_line(&mut cut, "ferry cutover done", Duration::from_secs(90));
     let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
+    // The stream's writes were compared (the keys of the last minutes in full, or every
+    // key in outline when a flush made that list incomplete).
     assert!(log.contains("verify: blue and green are equal"), "{log}");
     let code = wait_exit(&mut forward, Duration::from_secs(30));
     assert!(
@@ -198,8 +203,11 @@ fn a_difference_found_by_verify_aborts_unpauses_blue_and_keeps_the_forward_sync(
         &forward_status,
     );
     wait_consistent(&mut forward, &blue, Duration::from_secs(30));
-    // A key only green has: the verify step must see it and stop the cutover.
-    green.client().ok(&["SET", "green:stray", "x"]);
+    // A key the stream wrote lately, changed behind ferry's back on green: the verify step
+    // (the keys of the last minutes, in full) must see it and stop the cutover.
+    blue.client().ok(&["SET", "k", "from blue"]);
+    wait_consistent(&mut forward, &blue, Duration::from_secs(30));
+    green.client().ok(&["SET", "k", "tampered on green"]);
     let mut cut = spawn_ferry_at(
         &[
             "cutover",
@@ -217,7 +225,9 @@ fn a_difference_found_by_verify_aborts_unpauses_blue_and_keeps_the_forward_sync(
     let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
     assert_eq!(code.code(), Some(1), "{log}");
     assert!(
-        log.contains("verify found differences") && log.contains("blue is unpaused"),
+        log.contains("verifying the keys the forward sync wrote in the window")
+            && log.contains("verify found differences")
+            && log.contains("blue is unpaused"),
         "{log}"
     );
     assert!(

@@ -203,7 +203,13 @@ fn status_metrics_and_healthz_during_a_real_sync() {
     assert_models_equal(&expected, &actual, 1_000);
 
     // The log: the phase lines with their figures, the progress lines, and a "snapshot
-    // applied" line that scripts/bench-sync.sh can still read its seconds from.
+    // applied" line that scripts/bench-sync.sh can still read its seconds from. A stream
+    // progress line comes every progress_interval (0.5 s) once streaming: wait for one.
+    let t0 = std::time::Instant::now();
+    while !f.log_text().contains("stream: applied offset") && t0.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = f.log_text();
     let line = log
         .lines()

@@ -703,8 +703,11 @@ async fn write_loop(
                 let awaiting = awaiting_stream.load(Ordering::SeqCst);
                 if shared.snapshot_pending() && !awaiting {
                     // What a loading replica sends (`replicationSendNewlineToMaster`): it
-                    // refreshes the master's last-ACK time and claims no offset.
-                    out.push(b'\n');
+                    // refreshes the master's last-ACK time and claims no offset. As
+                    // `\r\n`, not the real replica's `\n`: Redis 3.0's inline parser skips
+                    // two bytes after an empty line, and would eat the `*` of an ACK that
+                    // reaches its buffer together with a bare `\n`.
+                    out.extend_from_slice(b"\r\n");
                 } else {
                     ack(&mut out, shared.ack_value());
                 }

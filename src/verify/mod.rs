@@ -102,6 +102,9 @@ pub struct Options {
     pub ttl_tolerance: Duration,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// Only these keys (db, key), compared both ways, instead of scanning both sides
+    /// (`ferry cutover` checks the keys the stream wrote lately).
+    pub keys: Option<Vec<(u32, Vec<u8>)>>,
 }
 
 /// Counters shared by the scanners and workers of a round.
@@ -207,7 +210,9 @@ pub async fn run(opts: &Options) -> Result<Outcome, VerifyError> {
         }
     }
 
-    let mut work: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut work: Vec<(u32, Vec<u8>)> = opts.keys.clone().unwrap_or_default();
+    work.sort();
+    work.dedup();
     for round in 1..=opts.rounds.max(1) {
         if round > 1 {
             if outcome.diffs.is_empty() && outcome.diffs_total == 0 {
@@ -292,7 +297,7 @@ async fn pass(
         }));
     }
     drop(rx);
-    let produced = if round == 1 {
+    let produced = if round == 1 && opts.keys.is_none() {
         let mut r = Ok(());
         for &db in dbs {
             let (a, b) = tokio::join!(
