@@ -53,11 +53,13 @@ start() { # NAME PORT [extra args] -> starts a server
   for _ in $(seq 1 200); do [ "$("$CLI" -p "$port" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
   echo "server $name did not start" >&2; exit 1
 }
-cluster() { # NAME -> starts 3 masters, prints their ports
-  local ports=() i
+cluster() { # NAME ARRAY -> starts 3 masters (in this shell, so cleanup stops them), ports into ARRAY
+  local -n ports=$2
+  local i
+  ports=()
   for i in 0 1 2; do
     ports+=("$(free_port)")
-    start "$1-$i" "${ports[$i]}" --cluster-enabled yes --cluster-config-file nodes.conf >&2
+    start "$1-$i" "${ports[$i]}" --cluster-enabled yes --cluster-config-file nodes.conf
   done
   for i in 0 1 2; do
     "$CLI" -p "${ports[$i]}" CLUSTER ADDSLOTSRANGE $((i * 16384 / 3)) $(((i + 1) * 16384 / 3 - 1)) >/dev/null
@@ -66,7 +68,7 @@ cluster() { # NAME -> starts 3 masters, prints their ports
   for _ in $(seq 1 400); do
     local ok=0
     for i in 0 1 2; do "$CLI" -p "${ports[$i]}" CLUSTER INFO | grep -q "cluster_state:ok" && ok=$((ok + 1)); done
-    [ "$ok" = 3 ] && { echo "${ports[@]}"; return; }
+    [ "$ok" = 3 ] && return
     sleep 0.05
   done
   echo "cluster $1 not ok" >&2; exit 1
@@ -114,8 +116,8 @@ pipe_parts() { # PORTS...
 }
 flush() { local p; for p in "$@"; do "$CLI" -p "$p" FLUSHALL >/dev/null; done; }
 
-read -r -a DST <<< "$(cluster dst)"
-read -r -a SRC <<< "$(cluster src)"
+cluster dst DST
+cluster src SRC
 SP=$(free_port); start standalone "$SP"
 
 echo "== $SERVER: $KEYS keys of 100 B ($(awk -v b="$BYTES" 'BEGIN { printf "%.0f MB of commands", b / 1e6 }')), ferry $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"

@@ -247,6 +247,10 @@ fn aggregate(status: &Status, shards: &[Shard], moves: u64, guard: &MigrationGua
             s.errors.insert("source_slot_moves".into(), moves);
         }
         for (name, v) in [
+            (
+                "migrated_keys_seen",
+                guard.moved_keys.load(Ordering::Relaxed),
+            ),
             ("migration_waits", guard.waits.load(Ordering::Relaxed)),
             (
                 "migration_wait_timeouts",

@@ -570,9 +570,11 @@ fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
     let expected = src.read_back();
     let actual = read_back(&mut dst.client(), &spec, &[0]);
     assert_models_equal(&expected, &actual, 1_000);
+    // The migration was seen (RESTORE-ASKING in the importing shard's stream); its
+    // deletes were either dropped (they came after the import) or waited for (before).
     assert!(
-        status["errors"]["migration_deletes_dropped"].as_u64() > Some(0),
-        "the migration's deletes were recognised: {status}"
+        status["errors"]["migrated_keys_seen"].as_u64() > Some(0),
+        "the migration was detected: {status}"
     );
     eprintln!(
         "cluster -> standalone with a source migration: {} keys equal; {}",
