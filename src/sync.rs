@@ -126,6 +126,15 @@ pub async fn run(
                 };
                 match item {
                     SourceItem::FullResync { replid: id, offset } => {
+                        if pump.started() && opts.replica.rdb_filter_only {
+                            // An empty snapshot again: the writes since the link broke
+                            // would never reach the target.
+                            break Err(SyncError::Source(
+                                "the source started a new full resync, but this link asks for an empty snapshot \
+                                 (ferry reverse --mode stream): the writes made while the link was down would be \
+                                 lost; copy them with `ferry reverse --mode full`".into(),
+                            ));
+                        }
                         if pump.started() {
                             warn!("the source started a new full resync: keys deleted on the source meanwhile may remain on the target");
                         }

@@ -315,3 +315,60 @@ fn reverse_stream_refuses_a_green_without_rdb_filter_only() {
     );
     assert!(ferry.log().contains("--mode full"), "{}", ferry.log());
 }
+
+/// If green can only resume with a new full resync, stream mode would silently lose the
+/// writes made meanwhile: it stops with an error naming the full mode instead.
+#[test]
+fn reverse_stream_stops_when_green_forces_a_new_full_resync() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let dir = TempDir::new("reverse-resync");
+    let green = Server::start(&spec, &[]);
+    let blue = Server::start(&spec, &[]);
+    let config = forward_config(dir.path(), &blue, &green);
+    let mut ferry = reverse(dir.path(), &config, &["--mode", "stream"]);
+    let (mut g, mut b) = (green.client(), blue.client());
+    let t0 = Instant::now();
+    for i in 0.. {
+        let probe = format!("probe:{i}");
+        g.ok(&["SET", &probe, "x"]);
+        sleep(Duration::from_millis(200));
+        if b.cmd_str(&["EXISTS", &probe]).as_int() == Some(1) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no probe reached blue:\n{}",
+            ferry.log()
+        );
+    }
+    // Drop the link and push its resume point out of a tiny backlog in the same pipeline,
+    // before ferry can reconnect (it waits at least 100 ms).
+    let value = vec![b'x'; 64 << 10];
+    let mut cmds: Vec<Vec<Vec<u8>>> = vec![
+        vec![
+            b"CONFIG".to_vec(),
+            b"SET".to_vec(),
+            b"repl-backlog-size".to_vec(),
+            b"16384".to_vec(),
+        ],
+        vec![
+            b"CLIENT".to_vec(),
+            b"KILL".to_vec(),
+            b"TYPE".to_vec(),
+            b"replica".to_vec(),
+        ],
+    ];
+    for i in 0..16 {
+        cmds.push(vec![
+            b"SET".to_vec(),
+            format!("fill:{i}").into_bytes(),
+            value.clone(),
+        ]);
+    }
+    g.pipeline_ok(&cmds);
+    let code = wait_exit(&mut ferry, Duration::from_secs(60));
+    assert_ne!(code, 0, "{}", ferry.log());
+    assert!(ferry.log().contains("--mode full"), "{}", ferry.log());
+}
