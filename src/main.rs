@@ -300,8 +300,7 @@ fn verify(args: ferry::cli::VerifyArgs) -> ExitCode {
         ttl_tolerance: args.ttl_tolerance,
         progress: io::stderr().is_terminal(),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
