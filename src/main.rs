@@ -429,8 +429,7 @@ fn verify(args: ferry::cli::VerifyArgs) -> ExitCode {
         progress: io::stderr().is_terminal(),
         keys: None,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

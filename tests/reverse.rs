@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::dataset::{fill, read_back, Model};
 use common::ferry::*;
 use common::workload::{self, Workload};
-use common::{assert_models_equal, installed_servers, Server, ServerSpec, TempDir};
+use common::{assert_models_equal, installed_servers, require_server, Server, ServerSpec, TempDir};
 
 fn find(name: &str) -> Option<ServerSpec> {
     installed_servers().into_iter().find(|s| s.name == name)
@@ -216,4 +216,82 @@ fn reverse_full_copies_a_newer_green_into_an_older_blue_after_confirmation() {
     for (green, blue) in pairs(&[("valkey-9.1", "redis-6.2"), ("redis-7.4", "redis-5.0")]) {
         reverse_full(&green, &blue);
     }
+}
+
+/// If green can only resume with a new full resync, stream mode would silently lose the
+/// writes made meanwhile: it stops with an error naming the full mode instead.
+#[test]
+fn reverse_stream_stops_when_green_forces_a_new_full_resync() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let dir = TempDir::new("reverse-resync");
+    let green = Server::start(&spec, &[]);
+    let blue = Server::start(&spec, &[]);
+    let config = forward_config(dir.path(), &blue, &green);
+    let mut ferry = spawn_ferry(
+        &[
+            "reverse",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--mode",
+            "stream",
+        ],
+        &dir.path().join("ferry.log"),
+    );
+    let (mut g, mut b) = (green.client(), blue.client());
+    let t0 = Instant::now();
+    for i in 0.. {
+        let probe = format!("probe:{i}");
+        g.ok(&["SET", &probe, "x"]);
+        std::thread::sleep(Duration::from_millis(200));
+        if b.cmd_str(&["EXISTS", &probe]).as_int() == Some(1) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no probe reached blue:\n{}",
+            ferry.log_text()
+        );
+    }
+    // Drop the link and push its resume point out of a tiny backlog in the same pipeline,
+    // before ferry can reconnect (it waits at least 100 ms).
+    let value = vec![b'x'; 64 << 10];
+    let mut cmds: Vec<Vec<Vec<u8>>> = vec![
+        vec![
+            b"CONFIG".to_vec(),
+            b"SET".to_vec(),
+            b"repl-backlog-size".to_vec(),
+            b"16384".to_vec(),
+        ],
+        vec![
+            b"CLIENT".to_vec(),
+            b"KILL".to_vec(),
+            b"TYPE".to_vec(),
+            b"replica".to_vec(),
+        ],
+    ];
+    for i in 0..16 {
+        cmds.push(vec![
+            b"SET".to_vec(),
+            format!("fill:{i}").into_bytes(),
+            value.clone(),
+        ]);
+    }
+    g.pipeline_ok(&cmds);
+    let t0 = Instant::now();
+    let code = loop {
+        if let Ok(Some(code)) = ferry.child.try_wait() {
+            break code;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "still running:\n{}",
+            ferry.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = ferry.log_text();
+    assert!(!code.success(), "{log}");
+    assert!(log.contains("--mode full"), "{log}");
 }

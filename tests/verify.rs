@@ -129,7 +129,27 @@ fn copy_standalone(from: &Server, to: &Server, dbs: &[u32]) {
 }
 
 /// The keys the plants start from, written to the source before the copy.
-fn base_keys(c: &mut dyn FnMut(&[&[u8]]), spec: &ServerSpec, with_moved: bool) {
+fn base_keys(c: &mut dyn FnMut(&[&[u8]]), spec: &ServerSpec, with_moved: bool, field_ttls: bool) {
+    if field_ttls {
+        // A small hash (one HSCAN call) and a big one (the chunked path), a TTL on a field.
+        c(&[b"HSET", b"v:fttl", b"f1", b"a", b"f2", b"b"]);
+        c(&[b"HPEXPIRE", b"v:fttl", b"3600000", b"FIELDS", b"1", b"f1"]);
+        let mut a = args(&[b"HSET", b"v:bigfttl"]);
+        for i in 0..300 {
+            a.push(format!("f{i}").into_bytes());
+            a.push(b"v".to_vec());
+        }
+        c(&a.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        c(&[
+            b"HPEXPIRE",
+            b"v:bigfttl",
+            b"3600000",
+            b"FIELDS",
+            b"2",
+            b"f7",
+            b"f250",
+        ]);
+    }
     c(&[b"SET", b"v:missing", b"here"]);
     c(&[b"SET", b"v:type", b"a string"]);
     for start in (0..3000).step_by(500) {
@@ -181,6 +201,7 @@ fn plant(
     c: &mut dyn FnMut(&[&[u8]]),
     spec: &ServerSpec,
     with_moved: bool,
+    field_ttls: bool,
 ) -> Vec<(u64, &'static str, &'static str)> {
     c(&[b"DEL", b"v:missing"]);
     c(&[b"SET", b"v:extra", b"only here"]);
@@ -210,6 +231,12 @@ fn plant(
     if spec.has_streams() {
         c(&[b"XGROUP", b"DESTROY", b"v:stream", b"g2"]);
         want.push((0, "v:stream", "value"));
+    }
+    if field_ttls {
+        c(&[b"HPEXPIRE", b"v:fttl", b"7200000", b"FIELDS", b"1", b"f1"]);
+        c(&[b"HPERSIST", b"v:bigfttl", b"FIELDS", b"1", b"f250"]);
+        want.push((0, "v:fttl", "expire"));
+        want.push((0, "v:bigfttl", "expire"));
     }
     want
 }
@@ -251,7 +278,8 @@ fn planted_case(src_spec: &ServerSpec, tgt_spec: &ServerSpec) -> String {
     let tgt = Server::start(tgt_spec, &[]);
     let mut c = src.client();
     fill(&mut c, src_spec);
-    base_keys(&mut ok_on(&mut c), src_spec, true);
+    let field_ttls = src_spec.has_hash_field_ttl() && tgt_spec.has_hash_field_ttl();
+    base_keys(&mut ok_on(&mut c), src_spec, true, field_ttls);
     copy_standalone(&src, &tgt, &[0, 1, 5]);
     let (s, t) = (src.url(), tgt.url());
 
@@ -265,20 +293,29 @@ fn planted_case(src_spec: &ServerSpec, tgt_spec: &ServerSpec) -> String {
     assert_eq!(same.found(), BTreeSet::new());
 
     let mut tc = tgt.client();
-    let want = plant(&mut ok_on(&mut tc), src_spec, true);
+    let want = plant(&mut ok_on(&mut tc), src_spec, true, field_ttls);
     let streams = src_spec.has_streams();
 
     let full = verify(&s, &t, &["--rounds", "1"]);
     assert_eq!(full.code, 1, "{}", full.output);
     assert_eq!(full.found(), set_of(&want), "{}", full.output);
     check_details(&full, streams);
+    if field_ttls {
+        let d = full.detail("v:bigfttl", "expire");
+        assert!(d.contains("\"f250\"") && d.contains("target none"), "{d}");
+    }
 
     // outline: type, length, expiry; keys: existence.
     let outline = verify(&s, &t, &["--rounds", "1", "--mode", "outline"]);
     let want_outline: Vec<_> = want
         .iter()
         .copied()
-        .filter(|(_, k, _)| !matches!(*k, "v:list" | "v:hash" | "v:zset" | "v:stream"))
+        .filter(|(_, k, _)| {
+            !matches!(
+                *k,
+                "v:list" | "v:hash" | "v:zset" | "v:stream" | "v:fttl" | "v:bigfttl"
+            )
+        })
         .collect();
     assert_eq!(outline.found(), set_of(&want_outline), "{}", outline.output);
     let keys = verify(&s, &t, &["--rounds", "1", "--mode", "keys"]);
@@ -325,6 +362,7 @@ fn finds_exactly_the_planted_differences_across_versions() {
         ("redis-3.0", "valkey-9.1"),
         ("redis-6.2", "redis-8.2"),
         ("valkey-8.1", "valkey-9.1"),
+        ("redis-7.4", "redis-8.2"),
     ]
     .iter()
     .filter_map(|(a, b)| Some((require_server(a)?, require_server(b)?)))
@@ -462,7 +500,7 @@ fn cluster_sides_find_exactly_the_planted_differences() {
             let n = node_of(a);
             conns[n].ok_bin(a);
         };
-        base_keys(&mut write, &spec, false);
+        base_keys(&mut write, &spec, false, false);
         for i in 0..3000 {
             let k = format!("plain:{i}");
             write(&[b"SET", k.as_bytes(), b"value"]);
@@ -489,7 +527,7 @@ fn cluster_sides_find_exactly_the_planted_differences() {
             let n = node_of(a);
             conns[n].ok_bin(a);
         };
-        plant(&mut write, &spec, false)
+        plant(&mut write, &spec, false, false)
     };
     let run = verify(&single.url(), &cluster.url(), &["--rounds", "1"]);
     assert_eq!(run.code, 1, "{}", run.output);

@@ -350,6 +350,8 @@ impl<'a> Checker<'a> {
             plan.push((*i, ty, first, b.len() - first));
         }
         let (s, t) = self.both(&b).await?;
+        // Equal small hashes whose field TTLs are still to compare: (key index, fields).
+        let mut ttl_checks: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
         for &(i, ty, first, n) in &plan {
             let k = keys[i].as_slice();
             let (sr, tr) = (&s[first..first + n], &t[first..first + n]);
@@ -387,6 +389,12 @@ impl<'a> Checker<'a> {
                     (Some((b"0", a)), Some((b"0", bb))) => {
                         if let Some((kind, d)) = unordered_diff(ty, a, bb, ls, lt) {
                             self.diff(k, kind, d);
+                        } else if *ty == Ty::Hash && self.field_ttls() {
+                            let fields = a
+                                .chunks(2)
+                                .filter_map(|p| p[0].as_bytes())
+                                .map(<[u8]>::to_vec);
+                            ttl_checks.push((i, fields.collect::<Vec<_>>()));
                         }
                     }
                     _ => self.push_big(k, ty, ls, lt),
@@ -394,7 +402,59 @@ impl<'a> Checker<'a> {
                 _ => self.push_big(k, ty, ls, lt),
             }
         }
+        if !ttl_checks.is_empty() {
+            let mut b = Batch::new();
+            for (i, fields) in &ttl_checks {
+                push_hpttl(&mut b, &keys[*i], fields);
+            }
+            let (s, t) = self.both(&b).await?;
+            for (j, (i, fields)) in ttl_checks.iter().enumerate() {
+                if let Some(d) = field_ttl_diff(fields, &s[j], &t[j], self.ttl_tolerance_ms) {
+                    self.diff(&keys[*i], Kind::Expire, d);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Field TTLs are compared when both sides have them (Redis 7.4+, Valkey 9.0+).
+    fn field_ttls(&self) -> bool {
+        self.mode == Mode::Full
+            && self.src.spec.info.has_hash_field_ttl()
+            && self.tgt.spec.info.has_hash_field_ttl()
+    }
+
+    /// The field TTLs of a big hash: the source's fields in `HSCAN` chunks, `HPTTL` of
+    /// each chunk on both sides.
+    async fn big_field_ttls(&mut self, key: &[u8]) -> Result<Option<(Kind, String)>, VerifyError> {
+        let mut cursor = b"0".to_vec();
+        let count = CHUNK_ELEMS.to_string();
+        loop {
+            let mut q = Batch::new();
+            q.push(&[b"HSCAN", key, &cursor, b"COUNT", count.as_bytes()]);
+            let r = self.src.run(&q).await?;
+            let Some((next, items)) = scan_parts(&r[0]) else {
+                return Ok(err_of(&r[0]).map(|e| read_failed(&e)));
+            };
+            let fields: Vec<Vec<u8>> = items
+                .chunks(2)
+                .filter_map(|p| p[0].as_bytes())
+                .map(<[u8]>::to_vec)
+                .collect();
+            let next = next.to_vec();
+            if !fields.is_empty() {
+                let mut b = Batch::new();
+                push_hpttl(&mut b, key, &fields);
+                let (s, t) = self.both(&b).await?;
+                if let Some(d) = field_ttl_diff(&fields, &s[0], &t[0], self.ttl_tolerance_ms) {
+                    return Ok(Some((Kind::Expire, d)));
+                }
+            }
+            if next == b"0" {
+                return Ok(None);
+            }
+            cursor = next;
+        }
     }
 
     fn push_big(&mut self, key: &[u8], ty: &Ty, ls: u64, lt: u64) {
@@ -653,7 +713,12 @@ impl<'a> Checker<'a> {
         );
         match (ds?, dt?) {
             (Err(e), _) | (_, Err(e)) => return Ok(Some(read_failed(&e))),
-            (Ok(a), Ok(b)) if a == b && ls == lt => return Ok(None),
+            (Ok(a), Ok(b)) if a == b && ls == lt => {
+                if *ty == Ty::Hash && self.field_ttls() {
+                    return self.big_field_ttls(key).await;
+                }
+                return Ok(None);
+            }
             _ => {}
         }
         let kind = if ls != lt { Kind::Length } else { Kind::Value };
@@ -951,6 +1016,52 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// `HPTTL key FIELDS n field...`
+fn push_hpttl(b: &mut Batch, key: &[u8], fields: &[Vec<u8>]) {
+    let n = fields.len().to_string();
+    let mut args: Vec<&[u8]> = vec![b"HPTTL", key, b"FIELDS", n.as_bytes()];
+    args.extend(fields.iter().map(Vec::as_slice));
+    b.push(&args);
+}
+
+/// The first field whose TTL differs beyond `tol` ms (or is set on one side only), from
+/// two `HPTTL` replies: -2 no such field (left to the value comparison), -1 no TTL.
+fn field_ttl_diff(fields: &[Vec<u8>], s: &Frame, t: &Frame, tol: i64) -> Option<String> {
+    if let Some(e) = err_of(s).or_else(|| err_of(t)) {
+        return Some(format!("hash field TTLs: read failed: {e}"));
+    }
+    let (Frame::Array(a), Frame::Array(b)) = (s, t) else {
+        return Some("hash field TTLs: HPTTL did not answer an array".into());
+    };
+    let show_ttl = |v: i64| {
+        if v >= 0 {
+            format!("{v} ms")
+        } else {
+            "none".into()
+        }
+    };
+    for ((f, x), y) in fields.iter().zip(a).zip(b) {
+        let (x, y) = (x.to_i64().unwrap_or(-2), y.to_i64().unwrap_or(-2));
+        if x == -2 || y == -2 {
+            continue;
+        }
+        let differ = match (x >= 0, y >= 0) {
+            (true, true) => (x - y).abs() > tol,
+            (false, false) => false,
+            _ => true,
+        };
+        if differ {
+            return Some(format!(
+                "hash field {} ttl: source {}, target {}",
+                show(f),
+                show_ttl(x),
+                show_ttl(y)
+            ));
+        }
+    }
+    None
 }
 
 fn read_failed(e: &str) -> (Kind, String) {

@@ -81,6 +81,10 @@ impl VerifyError {
 
 /// Keys per batch handed to a worker (two round trips per side per batch).
 pub const BATCH_KEYS: usize = 500;
+/// `SCAN … COUNT` of the scanners: large, because SCAN is a chain of round trips that
+/// queue behind the workers' batches on a busy server; the keys are then handed out in
+/// batches of [`BATCH_KEYS`].
+pub const SCAN_COUNT: usize = 5000;
 /// Concurrent workers, each with its own connections to both sides.
 pub const WORKERS: usize = 4;
 /// Differences kept for the report; beyond this they are only counted.
@@ -399,7 +403,13 @@ async fn scan_side(
     for node in 0..side.nodes() {
         let mut cursor = b"0".to_vec();
         loop {
-            let (next, got) = side.scan(node, &cursor, pattern, batch.max(10)).await?;
+            // With --qps, small scans keep the pacing even.
+            let count = if opts.qps.is_some() {
+                batch.max(10)
+            } else {
+                SCAN_COUNT
+            };
+            let (next, got) = side.scan(node, &cursor, pattern, count).await?;
             counter.fetch_add(got.len() as u64, Ordering::Relaxed);
             for k in got {
                 keys.push(k);
