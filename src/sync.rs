@@ -351,6 +351,9 @@ pub async fn run(
                                 .map_err(SyncError::Source)?;
                             info!(source_offset = t, "--once: waiting until the target has applied the source's current offset");
                             once_target = Some(t);
+                            // Check at once rather than at the next tick: with nothing written
+                            // meanwhile, the target already has it.
+                            tick.reset_immediately();
                         }
                     }
                     SourceItem::Stream { offset, data } => {
