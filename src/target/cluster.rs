@@ -456,6 +456,21 @@ impl ClusterWriter {
             }
         }
         let oid = self.new_entry(cmd.tag);
+        if cmd.kind == CmdKind::Batch {
+            // Small snapshot keys, one command each: one batch per master, order kept
+            // within each (the keys are all different).
+            if let Some(parts) = self.split_batch(&cmd) {
+                let mut r = Ok(());
+                for (i, c) in parts {
+                    r = self.submit(i, c, oid, true).await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                self.release(oid);
+                return r;
+            }
+        }
         // The common case: a Cmd built by ferry names its key.
         let fast = match (&cmd.kind, cmd.kind.key()) {
             (CmdKind::Script, _) | (_, None) => None,
@@ -467,6 +482,47 @@ impl ClusterWriter {
         };
         self.release(oid);
         r
+    }
+
+    /// A `Batch` split into one `Batch` per master by each command's key (its first
+    /// argument); `None` when a slot has no known owner (then `route` does it the slow way).
+    fn split_batch(&self, cmd: &Cmd) -> Option<Vec<(usize, Cmd)>> {
+        let ranges = split_commands(&cmd.bytes, cmd.n as usize)?;
+        let mut parts: Vec<(usize, Vec<u8>, u32)> = Vec::new();
+        for r in ranges {
+            let c = &cmd.bytes[r];
+            let key = *command_args(c).get(1)?;
+            let node = self.slot_node[key_slot(key) as usize]?;
+            match parts.iter_mut().find(|p| p.0 == node) {
+                Some(p) => {
+                    p.1.extend_from_slice(c);
+                    p.2 += 1;
+                }
+                None => {
+                    let mut b =
+                        Vec::with_capacity(cmd.bytes.len() / self.router.masters.max(1) + 64);
+                    b.extend_from_slice(c);
+                    parts.push((node, b, 1));
+                }
+            }
+        }
+        Some(
+            parts
+                .into_iter()
+                .map(|(i, bytes, n)| {
+                    (
+                        i,
+                        Cmd {
+                            db: cmd.db,
+                            bytes: Bytes::from(bytes),
+                            n,
+                            tag: cmd.tag,
+                            kind: CmdKind::Batch,
+                        },
+                    )
+                })
+                .collect(),
+        )
     }
 
     async fn route(&mut self, cmd: Cmd, oid: u64) -> Result<(), TargetError> {

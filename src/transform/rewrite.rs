@@ -225,9 +225,8 @@ pub struct KeyRewriter {
     cur: Option<KeyState>,
     stats: RewriteStats,
     /// Small keys' single commands (`RESTORE`, `SET`) gathered into one `Cmd` of kind
-    /// `Batch` (standalone targets; a cluster gets one `Cmd` per key so that each can be
-    /// routed to its slot). Emitted when full, when the db changes, and by
-    /// [`flush_pending`](Self::flush_pending).
+    /// `Batch` (a cluster router splits it per master by each command's key). Emitted when
+    /// full, when the db changes, and by [`flush_pending`](Self::flush_pending).
     small: CmdBuf,
     small_db: u32,
     /// The kind of the first command in `small`, used when it stays alone.
@@ -301,10 +300,7 @@ impl KeyRewriter {
     /// After one command was added to the small batch.
     fn small_end(&mut self, out: &mut impl FnMut(Cmd)) {
         self.small.n += 1;
-        if self.target.cluster
-            || self.small.len() >= SMALL_BATCH_BYTES
-            || self.small.n >= SMALL_BATCH_CMDS
-        {
+        if self.small.len() >= SMALL_BATCH_BYTES || self.small.n >= SMALL_BATCH_CMDS {
             self.flush_pending(out);
         }
     }
