@@ -1,7 +1,7 @@
 //! One-shot administrative commands to a server (`INFO`, `CLIENT PAUSE`, a heartbeat
-//! `SET`): a fresh connection (TLS per the endpoint), `AUTH` and the URL's db first, one
-//! command, its reply. For the few calls around a sync (its `--once` target offset, the
-//! heartbeat, `ferry cutover`), not for data.
+//! `SET`, the slot map, the command table, a sentinel's master): a fresh connection (TLS
+//! per the endpoint), `AUTH` and the URL's db first, the commands, their replies. For the
+//! few calls outside the data path, not for data.
 
 use std::time::Duration;
 
@@ -10,19 +10,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::endpoint::Endpoint;
 use crate::resp::{self, Frame};
 
-/// One command on a fresh connection (AUTH and the URL's db first): its reply, or an
-/// error naming the server when it cannot be had or is an error reply.
-pub async fn command(ep: &Endpoint, argv: &[&[u8]], timeout: Duration) -> Result<Frame, String> {
+/// Sends `cmds` on one fresh connection (TLS per the endpoint; `AUTH` first when it has a
+/// password, `SELECT` when its URL names a db other than 0) and returns their replies, an
+/// error reply as a `Frame`. A refused `AUTH` is an `Err`, except the "no password is set"
+/// of a server that needs none. Errors name the server.
+pub async fn calls(
+    ep: &Endpoint,
+    cmds: &[&[&[u8]]],
+    timeout: Duration,
+) -> Result<Vec<Frame>, String> {
     let addr = ep.addr();
-    let name = String::from_utf8_lossy(argv.first().copied().unwrap_or_default()).into_owned();
     let fut = async {
         let mut s = crate::net::connect(ep)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let mut out = Vec::new();
-        let mut want = 1;
+        let auth = ep.password.is_some();
         if let Some(pw) = &ep.password {
-            want += 1;
             match &ep.user {
                 Some(u) => resp::encode_command(
                     &mut out,
@@ -31,18 +35,22 @@ pub async fn command(ep: &Endpoint, argv: &[&[u8]], timeout: Duration) -> Result
                 None => resp::encode_command(&mut out, &[b"AUTH".as_slice(), pw.as_bytes()]),
             }
         }
-        if let Some(db) = ep.db.filter(|&d| d != 0) {
-            want += 1;
+        let select = ep.db.filter(|&d| d != 0);
+        if let Some(db) = select {
             resp::encode_command(&mut out, &[b"SELECT".as_slice(), db.to_string().as_bytes()]);
         }
-        resp::encode_command(&mut out, argv);
+        for c in cmds {
+            resp::encode_command(&mut out, c);
+        }
         s.write_all(&out)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
+        let want = cmds.len() + usize::from(auth) + usize::from(select.is_some());
         let mut buf = Vec::new();
         let mut replies = Vec::new();
+        let limits = resp::Limits::default();
+        let mut chunk = vec![0u8; 64 << 10];
         while replies.len() < want {
-            let mut chunk = [0u8; 16 * 1024];
             let n = s
                 .read(&mut chunk)
                 .await
@@ -51,27 +59,56 @@ pub async fn command(ep: &Endpoint, argv: &[&[u8]], timeout: Duration) -> Result
                 return Err(format!("{addr}: connection closed"));
             }
             buf.extend_from_slice(&chunk[..n]);
-            while let Some((f, len)) = resp::parse_frame(&buf, &resp::Limits::default())
-                .map_err(|e| format!("{addr}: {e}"))?
+            let mut pos = 0;
+            while let Some((f, len)) =
+                resp::parse_frame(&buf[pos..], &limits).map_err(|e| format!("{addr}: {e}"))?
             {
-                buf.drain(..len);
+                pos += len;
                 replies.push(f);
             }
+            buf.drain(..pos);
         }
-        // The first error reply (a refused AUTH explains everything after it).
-        if let Some(f) = replies.iter().find(|f| f.is_error()) {
-            return Err(format!(
-                "{addr}: {name} failed: {}",
-                String::from_utf8_lossy(f.error_text().unwrap_or_default())
-            ));
+        if auth {
+            let a = replies.remove(0);
+            if let Some(e) = a.error_text() {
+                let t = String::from_utf8_lossy(e);
+                if !(t.contains("no password is set") || t.contains("without any password")) {
+                    return Err(format!("{addr}: AUTH refused: {t}"));
+                }
+            }
         }
-        replies
-            .pop()
-            .ok_or_else(|| format!("{addr}: no reply to {name}"))
+        if select.is_some() {
+            let r = replies.remove(0);
+            if let Some(e) = r.error_text() {
+                return Err(format!(
+                    "{addr}: SELECT refused: {}",
+                    String::from_utf8_lossy(e)
+                ));
+            }
+        }
+        Ok(replies)
     };
     tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|_| format!("{addr}: {name} timed out"))?
+        .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?
+}
+
+/// One command (see [`calls`]): its reply, or an error naming the server when it cannot
+/// be had or is an error reply.
+pub async fn command(ep: &Endpoint, argv: &[&[u8]], timeout: Duration) -> Result<Frame, String> {
+    let name = String::from_utf8_lossy(argv.first().copied().unwrap_or_default()).into_owned();
+    let reply = calls(ep, &[argv], timeout)
+        .await?
+        .pop()
+        .ok_or_else(|| format!("{}: no reply to {name}", ep.addr()))?;
+    match reply.error_text() {
+        Some(e) => Err(format!(
+            "{}: {name} failed: {}",
+            ep.addr(),
+            String::from_utf8_lossy(e)
+        )),
+        None => Ok(reply),
+    }
 }
 
 /// `INFO <section>` as text.

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::resp::Frame;
-use crate::target::oneshot;
 
 /// `ep` with `host`/`port` set to the current master when it names sentinels; `ep`
 /// itself otherwise. Errors name every sentinel tried.
@@ -30,7 +29,7 @@ pub async fn resolve(ep: &Endpoint, timeout: Duration) -> Result<Endpoint, Strin
             sentinel: None,
         };
         let cmd: &[&[u8]] = &[b"SENTINEL", b"get-master-addr-by-name", s.master.as_bytes()];
-        match oneshot::call(&sentinel, &[cmd], timeout).await {
+        match crate::admin::calls(&sentinel, &[cmd], timeout).await {
             Ok(r) => match r.first() {
                 Some(Frame::Array(a)) if a.len() == 2 => {
                     let h = a[0]

@@ -72,7 +72,7 @@ fn check(name: &str) {
         .build()
         .expect("runtime");
     let reply = rt
-        .block_on(ferry::target::oneshot::call(
+        .block_on(ferry::admin::calls(
             &ep,
             &[&[b"COMMAND"]],
             std::time::Duration::from_secs(10),

@@ -53,7 +53,6 @@ use bytes::Bytes;
 use super::cmd::{command_args, split_commands, Cmd, CmdKind};
 use super::error::{Rejection, TargetError};
 use super::info::ServerInfo;
-use super::oneshot;
 use super::writer::{Redirected, SkipRecord, Writer, WriterConfig, WriterStats, SKIP_RECORDS_KEPT};
 use crate::cluster::{key_slot, split, topology, KeyFinder, NodeAddr, Split, Topology};
 use crate::endpoint::Endpoint;
@@ -181,7 +180,7 @@ impl ClusterWriter {
                 "{uncovered} of 16384 slots are served by no master (is cluster_state ok?)"
             )));
         }
-        let reply = oneshot::call(&cfg.endpoint, &[&[b"COMMAND"]], cfg.connect_timeout)
+        let reply = crate::admin::calls(&cfg.endpoint, &[&[b"COMMAND"]], cfg.connect_timeout)
             .await
             .map_err(&unsupported)?;
         let keys = match reply.first() {
@@ -957,17 +956,17 @@ pub async fn fetch_topology(
 ) -> Result<Topology, String> {
     let mut errors = Vec::new();
     if info.valkey || info.redis_at_least(7, 0) {
-        match oneshot::call(ep, &[&[b"CLUSTER", b"SHARDS"]], timeout).await {
+        match crate::admin::calls(ep, &[&[b"CLUSTER", b"SHARDS"]], timeout).await {
             Ok(r) if !r[0].is_error() => return topology::parse_shards(&r[0], &ep.host),
             Ok(r) => errors.push(format!("CLUSTER SHARDS: {:?}", r[0])),
             Err(e) => return Err(e),
         }
     }
-    match oneshot::call(ep, &[&[b"CLUSTER", b"SLOTS"]], timeout).await? {
+    match crate::admin::calls(ep, &[&[b"CLUSTER", b"SLOTS"]], timeout).await? {
         r if !r[0].is_error() => return topology::parse_slots(&r[0], &ep.host),
         r => errors.push(format!("CLUSTER SLOTS: {:?}", r[0])),
     }
-    let r = oneshot::call(ep, &[&[b"CLUSTER", b"NODES"]], timeout).await?;
+    let r = crate::admin::calls(ep, &[&[b"CLUSTER", b"NODES"]], timeout).await?;
     match r[0].as_bytes() {
         Some(t) => topology::parse_nodes(&String::from_utf8_lossy(t), &ep.host),
         None => Err(format!(

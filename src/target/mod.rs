@@ -13,7 +13,7 @@
 //! * [`cluster`]: [`cluster::ClusterWriter`], a router over one writer per master of a
 //!   cluster target (slots, redirects, per-slot order, acknowledged tags across nodes).
 //! * [`sink`]: [`Sink`], a writer or a cluster router behind one interface, with the
-//!   db mapping ([`dbmap`]) applied to stream commands; [`oneshot`]: short queries.
+//!   db mapping ([`dbmap`]) applied to stream commands.
 //!
 //! The writer knows nothing of RDB files or replication: `transform` turns source data
 //! into `Cmd`s, and `sync` feeds them here.
@@ -23,7 +23,6 @@ pub mod cmd;
 pub mod dbmap;
 pub mod error;
 pub mod info;
-pub mod oneshot;
 pub mod policy;
 pub mod sink;
 pub mod writer;

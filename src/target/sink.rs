@@ -15,7 +15,6 @@ use super::cmd::{command_args, split_commands, Cmd, CmdKind};
 use super::dbmap::DbMap;
 use super::error::TargetError;
 use super::info::ServerInfo;
-use super::oneshot;
 use super::writer::{Writer, WriterConfig, WriterStats};
 use std::sync::Arc;
 
@@ -103,7 +102,7 @@ impl Sink {
             Inner::Single(Box::new(seed))
         };
         let keys = if opts.db_map.has_prefix() {
-            let r = oneshot::call(&cfg.endpoint, &[&[b"COMMAND"]], timeout)
+            let r = crate::admin::calls(&cfg.endpoint, &[&[b"COMMAND"]], timeout)
                 .await
                 .map_err(|message| TargetError::Unsupported {
                     target: cfg.endpoint.to_string(),

@@ -400,61 +400,11 @@ async fn join_all<T>(mut futs: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>
     done.into_iter().flatten().collect()
 }
 
-/// The cluster hash slot of a key: CRC16 (XMODEM) of the key, or of the part between the
-/// first `{` and the next `}` when that part is not empty.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let mut k = key;
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                k = &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    crc16(k) % SLOTS as u16
-}
-
-const CRC16_TABLE: [u16; 256] = {
-    let mut t = [0u16; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = (i as u16) << 8;
-        let mut j = 0;
-        while j < 8 {
-            c = if c & 0x8000 != 0 {
-                (c << 1) ^ 0x1021
-            } else {
-                c << 1
-            };
-            j += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-/// CRC16-CCITT (XMODEM), as the cluster spec defines it.
-fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0u16, |crc, &b| {
-        (crc << 8) ^ CRC16_TABLE[((crc >> 8) as u8 ^ b) as usize]
-    })
-}
+pub use crate::cluster::key_slot;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_match_the_cluster_spec() {
-        // Examples from the Redis cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(crc16(b"123456789"), 0x31c3);
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
-        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
-    }
 
     #[test]
     fn reads_keyspace_lines() {
