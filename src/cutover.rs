@@ -6,7 +6,8 @@
 //!    stream back without a full copy (Redis 7.0+ or Valkey).
 //! 2. **Pause writes on blue**: `CLIENT PAUSE <ms> WRITE` (Redis 6.2+, Valkey), with a
 //!    timeout so that blue unpauses by itself if this process dies; on older servers the
-//!    operator stops the writers and confirms (`--writers-stopped`, or at the prompt).
+//!    operator stops the writers and confirms (typing `stopped` at the prompt on a
+//!    terminal, or `--writers-stopped`).
 //! 3. **Wait** until green has applied blue's final `master_repl_offset`.
 //! 4. **Verify** blue against green with the verifier (outline by default: type, length
 //!    and expiry of every key, both ways; values too with `--full-verify`), several rounds
@@ -204,7 +205,7 @@ pub async fn run(
             "blue paused for writes (CLIENT PAUSE {} ms WRITE; it unpauses by itself after that)",
             ms
         );
-    } else if opts.writers_stopped {
+    } else if opts.writers_stopped || confirm_writers_stopped(&blue_info.name()).await {
         info!(
             "blue ({}) has no CLIENT PAUSE WRITE: the operator says its writers are stopped",
             blue_info.name()
@@ -350,6 +351,26 @@ pub async fn run(
         Err(e) => return Err(format!("the reverse sync failed: {e}")),
     }
     Ok(report)
+}
+
+/// On a terminal: asks the operator to stop blue's writers and type `stopped`.
+async fn confirm_writers_stopped(blue: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    let prompt = format!(
+        "blue ({blue}) cannot pause writes itself (CLIENT PAUSE … WRITE needs Redis 6.2+).\n\
+         Stop the application's writes to blue, then type `stopped` (anything else aborts): "
+    );
+    tokio::task::spawn_blocking(move || {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "stopped"
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// SIGTERM to the forward sync, then wait until its status endpoint is gone.

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::VerifyError;
 use crate::endpoint::Endpoint;
@@ -65,7 +64,7 @@ impl Batch {
 pub struct Conn {
     /// `host:port`, for messages.
     pub addr: String,
-    stream: TcpStream,
+    stream: crate::net::NetStream,
     rbuf: Vec<u8>,
     /// Start of the unparsed bytes in `rbuf`.
     rpos: usize,
@@ -78,12 +77,16 @@ pub struct Conn {
 impl Conn {
     /// Connects to `addr` with the credentials of `ep` and selects `db`.
     pub async fn connect(ep: &Endpoint, addr: &str) -> Result<Conn, VerifyError> {
-        if ep.tls {
-            return Err(VerifyError::Unsupported(format!(
-                "{ep}: TLS (rediss://) is not supported by ferry verify yet"
-            )));
+        // `addr` may be another node than the URL's (a cluster): same credentials and TLS.
+        let mut node = ep.clone();
+        if let Some((host, port)) = addr.rsplit_once(':') {
+            node.host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            node.port = port.parse().unwrap_or(ep.port);
         }
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, crate::net::connect(&node)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(VerifyError::io(addr, "connect", e)),
             Err(_) => {
@@ -173,7 +176,7 @@ impl Conn {
             bytes_read,
         } = self;
         let fut = async {
-            let (mut rd, mut wr) = stream.split();
+            let (mut rd, mut wr) = tokio::io::split(&mut *stream);
             let write = async {
                 wr.write_all(encoded).await?;
                 wr.flush().await
