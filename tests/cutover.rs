@@ -58,17 +58,6 @@ fn wait_for_line(f: &mut Ferry, needle: &str, timeout: Duration) {
     }
 }
 
-fn wait_exit(f: &mut Ferry, timeout: Duration) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Ok(Some(code)) = f.child.try_wait() {
-            return code;
-        }
-        assert!(t0.elapsed() < timeout, "still running:\n{}", log_tail(f));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn writes(server: &Server, compat: &ServerSpec, seed: u64) -> u64 {
     let w = Workload {
         ops: 2000,
@@ -118,7 +107,7 @@ fn cutover_switches_to_green_and_keeps_blue_for_rollback() {
     // The stream's writes were compared (the keys of the last minutes in full, or every
     // key in outline when a flush made that list incomplete).
     assert!(log.contains("verify: blue and green are equal"), "{log}");
-    let code = wait_exit(&mut forward, Duration::from_secs(30));
+    let code = forward.wait_exit(Duration::from_secs(30));
     assert!(
         code.success(),
         "forward sync: {code}:\n{}",
@@ -168,7 +157,7 @@ fn a_cutover_that_cannot_stream_back_changes_nothing() {
         &dir.path().join("cutover.log"),
         &format!("127.0.0.1:{}", free_port()),
     );
-    let code = wait_exit(&mut cut, Duration::from_secs(30));
+    let code = cut.wait_exit(Duration::from_secs(30));
     let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
     assert_eq!(code.code(), Some(1), "{log}");
     assert!(
@@ -221,7 +210,7 @@ fn a_difference_found_by_verify_aborts_unpauses_blue_and_keeps_the_forward_sync(
         &dir.path().join("cutover.log"),
         &format!("127.0.0.1:{}", free_port()),
     );
-    let code = wait_exit(&mut cut, Duration::from_secs(60));
+    let code = cut.wait_exit(Duration::from_secs(60));
     let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
     assert_eq!(code.code(), Some(1), "{log}");
     assert!(

@@ -283,18 +283,7 @@ fn reverse_stream_stops_when_green_forces_a_new_full_resync() {
         ]);
     }
     g.pipeline_ok(&cmds);
-    let t0 = Instant::now();
-    let code = loop {
-        if let Ok(Some(code)) = ferry.child.try_wait() {
-            break code;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "still running:\n{}",
-            ferry.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = ferry.wait_exit(Duration::from_secs(60));
     let log = ferry.log_text();
     assert!(!code.success(), "{log}");
     assert!(log.contains("--mode full"), "{log}");

@@ -164,6 +164,22 @@ impl Ferry {
         unsafe { kill(self.child.id() as i32, sig) };
     }
 
+    /// Waits for ferry to exit by itself (panics, with the log, after `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(code)) = self.child.try_wait() {
+                return code;
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "ferry did not exit within {timeout:?}:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then the exit code (panics if it takes over `timeout`).
     pub fn stop(mut self, timeout: Duration) -> std::process::ExitStatus {
         self.signal(15);
