@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::parallel::run_parallel;
-use common::verify_cluster::Cluster;
+use common::cluster::Cluster;
 use common::{fill, require_server, Client, Reply, Server, ServerSpec, TempDir};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
@@ -483,9 +483,10 @@ fn cluster_sides_find_exactly_the_planted_differences() {
     let Some(spec) = require_server("redis-7.2") else {
         return;
     };
-    let cluster = Cluster::start(&spec, 3);
+    let cluster = Cluster::start(&spec, 3, 0);
     let single = Server::start(&spec, &[]);
     let mut conns: Vec<Client> = cluster.nodes.iter().map(Server::client).collect();
+    let slot_nodes = cluster.slot_nodes();
     // The key of each command the plants send.
     let node_of = |a: &[&[u8]]| {
         let key = match a[0] {
@@ -493,7 +494,7 @@ fn cluster_sides_find_exactly_the_planted_differences() {
             b"XREADGROUP" => a[7],
             _ => a[1],
         };
-        cluster.node_for(key)
+        slot_nodes[common::cluster::slot_of(key) as usize]
     };
     {
         let mut write = |a: &[&[u8]]| {

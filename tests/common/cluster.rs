@@ -229,6 +229,17 @@ impl Cluster {
             .expect("owner is one of ours")
     }
 
+    /// For each slot, the index in `nodes` of the master serving it now (a snapshot).
+    pub fn slot_nodes(&self) -> Vec<usize> {
+        let owners = slot_owners(&mut self.nodes[0].client());
+        (0..16384u16)
+            .map(|slot| {
+                let port = owners.get(&slot).copied().unwrap_or(0);
+                self.nodes.iter().position(|n| n.port() == port).unwrap_or(0)
+            })
+            .collect()
+    }
+
     /// A client that follows the cluster.
     pub fn client(&self) -> ClusterClient {
         ClusterClient {

@@ -25,7 +25,6 @@ pub mod proxy;
 pub mod server;
 pub mod servers;
 pub mod tmp;
-pub mod verify_cluster;
 pub mod workload;
 
 pub use client::{escape, Client, Reply};
