@@ -13,8 +13,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::parallel::run_parallel;
 use common::cluster::Cluster;
+use common::parallel::run_parallel;
 use common::{fill, require_server, Client, Reply, Server, ServerSpec, TempDir};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");

@@ -235,7 +235,10 @@ impl Cluster {
         (0..16384u16)
             .map(|slot| {
                 let port = owners.get(&slot).copied().unwrap_or(0);
-                self.nodes.iter().position(|n| n.port() == port).unwrap_or(0)
+                self.nodes
+                    .iter()
+                    .position(|n| n.port() == port)
+                    .unwrap_or(0)
             })
             .collect()
     }
