@@ -134,24 +134,53 @@ fn cutover_switches_to_green_and_keeps_blue_for_rollback() {
     );
 }
 
+/// blue and green with `k = v` on blue, and a forward sync blue → green consistent.
+struct Setup {
+    dir: TempDir,
+    blue: Server,
+    green: Server,
+    cfg: String,
+    forward: Ferry,
+}
+
+fn forward_sync(blue: &ServerSpec, green: &ServerSpec, label: &str) -> Setup {
+    let dir = TempDir::new(label);
+    let blue = Server::start(blue, &[]);
+    let green = Server::start(green, &[]);
+    blue.client().ok(&["SET", "k", "v"]);
+    let forward_status = format!("127.0.0.1:{}", free_port());
+    let cfg = config(dir.path(), &blue, &green, &forward_status)
+        .to_str()
+        .expect("utf-8")
+        .to_string();
+    let mut forward = spawn_ferry_at(
+        &["sync", "--config", &cfg],
+        &dir.path().join("forward.log"),
+        &forward_status,
+    );
+    wait_consistent(&mut forward, &blue, Duration::from_secs(30));
+    Setup {
+        dir,
+        blue,
+        green,
+        cfg,
+        forward,
+    }
+}
+
 #[test]
 fn a_cutover_that_cannot_stream_back_changes_nothing() {
     let (Some(blue_spec), Some(green_spec)) = (find("redis-6.2"), find("redis-6.2")) else {
         return;
     };
-    let dir = TempDir::new("cutover-refused");
-    let blue = Server::start(&blue_spec, &[]);
-    let green = Server::start(&green_spec, &[]);
-    blue.client().ok(&["SET", "k", "v"]);
-    let forward_status = format!("127.0.0.1:{}", free_port());
-    let cfg = config(dir.path(), &blue, &green, &forward_status);
-    let cfg = cfg.to_str().expect("utf-8");
-    let mut forward = spawn_ferry_at(
-        &["sync", "--config", cfg],
-        &dir.path().join("forward.log"),
-        &forward_status,
-    );
-    wait_consistent(&mut forward, &blue, Duration::from_secs(30));
+    let Setup {
+        dir,
+        blue,
+        green,
+        cfg,
+        mut forward,
+    } = forward_sync(&blue_spec, &green_spec, "cutover-refused");
+    let cfg = cfg.as_str();
     let mut cut = spawn_ferry_at(
         &["cutover", "--config", cfg, "--skip-verify"],
         &dir.path().join("cutover.log"),
@@ -179,19 +208,14 @@ fn a_difference_found_by_verify_aborts_unpauses_blue_and_keeps_the_forward_sync(
     let (Some(blue_spec), Some(green_spec)) = (find("redis-7.4"), find("valkey-8.1")) else {
         return;
     };
-    let dir = TempDir::new("cutover-abort");
-    let blue = Server::start(&blue_spec, &[]);
-    let green = Server::start(&green_spec, &[]);
-    blue.client().ok(&["SET", "k", "v"]);
-    let forward_status = format!("127.0.0.1:{}", free_port());
-    let cfg = config(dir.path(), &blue, &green, &forward_status);
-    let cfg = cfg.to_str().expect("utf-8");
-    let mut forward = spawn_ferry_at(
-        &["sync", "--config", cfg],
-        &dir.path().join("forward.log"),
-        &forward_status,
-    );
-    wait_consistent(&mut forward, &blue, Duration::from_secs(30));
+    let Setup {
+        dir,
+        blue,
+        green,
+        cfg,
+        mut forward,
+    } = forward_sync(&blue_spec, &green_spec, "cutover-abort");
+    let cfg = cfg.as_str();
     // A key the stream wrote lately, changed behind ferry's back on green: the verify step
     // (the keys of the last minutes, in full) must see it and stop the cutover.
     blue.client().ok(&["SET", "k", "from blue"]);

@@ -100,8 +100,13 @@ fn map(out: &mut Vec<u8>, ty: u8, pairs: &[(Frame, Frame)]) {
 
 /// Writes `n` in decimal without going through `fmt`: every argument of every command
 /// the writer sends has a length header, so this is on the hot path.
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
+fn decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20]; // u64::MAX has 20 digits
+    out.extend_from_slice(decimal_digits(&mut digits, n));
+}
+
+/// The decimal digits of `n`, written at the end of `digits`.
+fn decimal_digits(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -111,7 +116,20 @@ fn decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    &digits[start..]
+}
+
+/// Appends an integer as a bulk string of its decimal text (`$2\r\n-7\r\n`), without
+/// allocating.
+pub fn encode_int_bulk(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let text = decimal_digits(&mut digits, n.unsigned_abs());
+    header(out, b'$', (text.len() + usize::from(n < 0)) as u64);
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(text);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The shortest text that parses back to the same double (Rust's `{:?}`, which switches to

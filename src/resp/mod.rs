@@ -37,6 +37,6 @@ mod testing;
 
 pub use command::CommandAssembler;
 pub use decoder::{AggregateKind, Decoder, DecoderConfig, Event, Limits};
-pub use encode::{encode_array_header, encode_bulk_header, encode_command};
+pub use encode::{encode_array_header, encode_bulk_header, encode_command, encode_int_bulk};
 pub use error::{ErrorKind, RespError};
 pub use frame::{parse_frame, Frame};

@@ -20,25 +20,7 @@ pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
 
 /// Appends an integer as a bulk string of its decimal text, without allocating.
 pub fn bulk_int(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let text = &digits[start..];
-    let len = text.len() + usize::from(n < 0);
-    encode_bulk_header(out, len as u64);
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(text);
-    out.extend_from_slice(b"\r\n");
+    crate::resp::encode_int_bulk(out, n);
 }
 
 /// Appends an element as a bulk string (integers as their decimal text).
