@@ -24,16 +24,10 @@ CLI=$CACHE/bin/redis-cli
 cargo build --release -q
 FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-cluster.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir ferry-bench-cluster
 
-# A free port whose cluster bus port (+10000) is free too.
+# A free port whose cluster bus port (+10000) is free too (lib.sh's free_port is not enough).
 free_port() { python3 -c '
 import random, socket
 while True:
@@ -45,13 +39,8 @@ while True:
         pass'; }
 start() { # NAME PORT [extra args] -> starts a server
   local name=$1 port=$2; shift 2
-  mkdir -p "$WORK/$name"
-  (cd "$WORK/$name" && exec "$BIN" --port "$port" --bind 127.0.0.1 --dir "$WORK/$name" --save "" --appendonly no \
-         --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-         --client-output-buffer-limit "replica 0 0 0" --daemonize no --logfile "$WORK/$name/log" "$@") &
-  PIDS+=($!)
-  for _ in $(seq 1 200); do [ "$("$CLI" -p "$port" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
-  echo "server $name did not start" >&2; exit 1
+  start_server "$name" "$BIN" "$port" --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+               --client-output-buffer-limit "replica 0 0 0" "$@"
 }
 cluster() { # NAME ARRAY -> starts 3 masters (in this shell, so cleanup stops them), ports into ARRAY
   local -n ports=$2

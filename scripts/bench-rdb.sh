@@ -25,16 +25,9 @@ CLI=$CACHE/bin/redis-cli
 cargo build --release -q
 FERRY=$PWD/target/release/ferry
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir ferry-bench
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { # PORT
   for _ in $(seq 1 6000); do
     r=$("$CLI" -p "$1" PING 2>/dev/null || true)

@@ -33,25 +33,13 @@ BENCH=$(command -v redis-benchmark || true)
 cargo build --release -q
 FERRY=$PWD/target/release/ferry
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-sync.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir ferry-bench-sync
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start() { # NAME PORT -> starts a server
-  mkdir -p "$WORK/$1"
-  "$BIN" --port "$2" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
-         --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-         --client-output-buffer-limit "replica 0 0 0" --daemonize no --logfile "$WORK/$1/log" \
-         ${SERVER_ARGS:-} &
-  PIDS+=($!)
-  for _ in $(seq 1 200); do [ "$("$CLI" -p "$2" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
-  echo "server $1 did not start" >&2; exit 1
+  # shellcheck disable=SC2086 # SERVER_ARGS is a list of options
+  start_server "$1" "$BIN" "$2" --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+               --client-output-buffer-limit "replica 0 0 0" ${SERVER_ARGS:-}
 }
 
 gen() { # DATASET FILE -> writes RESP commands, prints the key count

@@ -33,24 +33,10 @@ CLI=$CACHE/bin/redis-cli
 cargo build --release -q
 FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-verify.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir ferry-bench-verify
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() { # NAME PORT
-  mkdir -p "$WORK/$1"
-  "$BIN" --port "$2" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
-         --daemonize no --logfile "$WORK/$1/log" &
-  PIDS+=($!)
-  for _ in $(seq 1 200); do [ "$("$CLI" -p "$2" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
-  echo "server $1 did not start" >&2; exit 1
-}
+start() { start_server "$1" "$BIN" "$2"; } # NAME PORT
 
 gen() { # DATASET FILE -> writes RESP commands, prints the key count
   python3 - "$1" "$2" <<'PY'

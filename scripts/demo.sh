@@ -31,25 +31,10 @@ else
   FERRY=$PWD/target/release/ferry
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-demo.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() { # NAME SERVER PORT
-  mkdir -p "$WORK/$1"
-  "$CACHE/bin/$2" --port "$3" --bind 127.0.0.1 --dir "$WORK/$1" --save "" --appendonly no \
-                  --daemonize no --logfile "$WORK/$1/log" &
-  PIDS+=($!)
-  for _ in $(seq 1 200); do [ "$("$CLI" -p "$3" PING 2>/dev/null)" = PONG ] && return; sleep 0.05; done
-  echo "$1 did not start:"; tail "$WORK/$1/log"; exit 1
-}
-BP=$(port); start blue "$BLUE" "$BP"
-GP=$(port); start green "$GREEN" "$GP"
+. scripts/lib.sh
+work_dir ferry-demo
+BP=$(free_port); start_server blue "$CACHE/bin/$BLUE" "$BP"
+GP=$(free_port); start_server green "$CACHE/bin/$GREEN" "$GP"
 blue() { "$CLI" -p "$BP" "$@"; }
 green() { "$CLI" -p "$GP" "$@"; }
 echo "blue  = $BLUE on 127.0.0.1:$BP"
@@ -78,7 +63,7 @@ blue --pipe < "$WORK/data.resp" | tail -1
 echo "blue: $(blue DBSIZE) keys in db 0, $(blue -n 2 DBSIZE) in db 2"
 
 say "ferry sync blue → green (status on http://127.0.0.1:\$STATUS/status)"
-SP=$(port)
+SP=$(free_port)
 # A config file for what has no flag: the heartbeat (lag in seconds) and progress lines.
 cat > "$WORK/ferry.toml" <<CONF
 [source]
