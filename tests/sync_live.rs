@@ -117,8 +117,10 @@ fn pairs() -> Vec<(ServerSpec, ServerSpec)> {
     out
 }
 
-/// The pair matrix keeps both cores busy; the spool test measures whether ferry drains a
-/// source faster than its output-buffer limit, so the two do not run at the same time.
+/// The pair matrix keeps both cores busy, and the 64 MiB test moves a lot of bytes; the
+/// spool test measures whether ferry drains a source faster than its output-buffer limit,
+/// and the link-cut test counts bytes through a proxy: the tests of this file run one at
+/// a time.
 static BUSY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
@@ -157,6 +159,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 
 #[test]
 fn carries_values_over_64_mib_in_the_snapshot_and_the_stream() {
+    let _alone = BUSY.lock().unwrap_or_else(|p| p.into_inner());
     let (Some(src), Some(dst)) = (
         common::require_server("redis-7.2"),
         common::require_server("valkey-9.1"),
@@ -245,18 +248,19 @@ fn spools_while_the_target_is_paused_and_keeps_the_link() {
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
     let max_spool = watcher.join().expect("watcher");
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    let ferry_log = ferry.log_text();
     stop_ferry(ferry);
 
     assert!(
         max_spool > 1 << 20,
         "ferry kept reading the source: {max_spool} bytes spooled at the peak"
     );
+    let log = std::fs::read_to_string(source.log_path()).unwrap_or_default();
     assert_eq!(
         info_u64(&source, "stats", "sync_full"),
         1,
-        "the source never had to start over"
+        "the source never had to start over\nsource log:\n{log}\nferry log:\n{ferry_log}"
     );
-    let log = std::fs::read_to_string(source.log_path()).unwrap_or_default();
     assert!(
         !log.contains("scheduled to be closed ASAP for overcoming of output buffer limits"),
         "{log}"
@@ -271,6 +275,7 @@ fn spools_while_the_target_is_paused_and_keeps_the_link() {
 
 #[test]
 fn resumes_through_a_cut_link_without_loss() {
+    let _alone = BUSY.lock().unwrap_or_else(|p| p.into_inner());
     let Some(spec) = common::require_server("redis-7.0") else {
         return;
     };
