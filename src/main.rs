@@ -8,6 +8,17 @@ use ferry::cli::{Cli, Command, InspectFormat, RdbCommand};
 use ferry::inspect::{self, InspectError};
 use ferry::rdb::DecoderConfig;
 
+/// The runtime of the sync commands: two workers (the link's reader and the rest). `None`
+/// (after saying why) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("ferry: cannot start the runtime: {e}"))
+        .ok()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -84,16 +95,8 @@ fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
         writers_stopped: args.writers_stopped,
         reverse_status,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ferry: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::from(2);
     };
     let result = rt.block_on(async move {
         let shutdown = ferry::sync::shutdown_on_signals();
@@ -340,16 +343,8 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
     let drain_timeout = opts.drain_timeout;
     let source_cluster = cfg.source_cluster();
 
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ferry: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::from(2);
     };
     let result = rt.block_on(async move {
         let status = ferry::status::Status::new(source.to_string(), target.to_string());

@@ -316,8 +316,9 @@ fn by_specs(specs: &[KeySpec], args: &[&[u8]]) -> Option<Vec<usize>> {
                 if n < 0 {
                     return None;
                 }
+                // `n` comes from the command itself: a hostile count must not overflow.
                 let f = first + firstkey;
-                (f, f + n - 1, *keystep)
+                (f, f.saturating_add(n) - 1, *keystep)
             }
             Find::Unknown => return None,
         };
@@ -343,7 +344,7 @@ pub fn builtin_movable(name: &[u8], args: &[&[u8]]) -> Option<Option<Vec<usize>>
     let counted = |numidx: usize, extra: &[usize]| -> Option<Vec<usize>> {
         let n = num(numidx)?;
         let first = numidx + 1;
-        if first + n > args.len() {
+        if first.checked_add(n).is_none_or(|end| end > args.len()) {
             return None;
         }
         let mut v: Vec<usize> = extra.to_vec();
@@ -596,5 +597,12 @@ mod tests {
         assert_eq!(pos(&kf, "XGROUP CREATE s g $"), Ok(vec![2]));
         assert_eq!(pos(&kf, "FLUSHALL"), Ok(vec![]));
         assert!(matches!(pos(&kf, "EVAL s x"), Err(KeyError::Malformed(_))));
+        // A count near the integer limits is malformed, not an overflow.
+        for n in ["18446744073709551615", "9223372036854775807"] {
+            assert!(matches!(
+                pos(&kf, &format!("EVAL s {n} k")),
+                Err(KeyError::Malformed(_))
+            ));
+        }
     }
 }

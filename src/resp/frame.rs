@@ -159,7 +159,12 @@ fn build(input: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, RespEr
                 continue;
             }
             Event::Aggregate { kind, .. } => Partial::new(kind, 0).finish(),
-            scalar => owned(scalar),
+            // `whole_values` never streams a bulk, aggregates are handled above, and this
+            // returns before asking for the FrameEnd.
+            scalar => match scalar_frame(scalar) {
+                Some(f) => f,
+                None => unreachable!("not a scalar event"),
+            },
         };
         // `done` is complete: give it to its parent, closing each aggregate it fills.
         loop {
@@ -179,9 +184,10 @@ fn build(input: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, RespEr
     Ok(None)
 }
 
-/// The owned frame of a scalar event.
-fn owned(event: Event<'_>) -> Frame {
-    match event {
+/// The owned frame of a scalar event; `None` for the events that are not one (aggregate
+/// headers, streamed bulk pieces, frame ends).
+pub(crate) fn scalar_frame(event: Event<'_>) -> Option<Frame> {
+    Some(match event {
         Event::Simple(s) => Frame::Simple(s.to_vec()),
         Event::Error(s) => Frame::Error(s.to_vec()),
         Event::Integer(n) => Frame::Integer(n),
@@ -195,14 +201,12 @@ fn owned(event: Event<'_>) -> Frame {
             format,
             text: text.to_vec(),
         },
-        // `whole_values` never streams a bulk, aggregates are handled by `build`, and
-        // `build` returns before asking for the FrameEnd.
         Event::BulkStart { .. }
         | Event::BulkPart(_)
         | Event::BulkEnd
         | Event::Aggregate { .. }
-        | Event::FrameEnd { .. } => unreachable!("not a scalar event: {event:?}"),
-    }
+        | Event::FrameEnd { .. } => return None,
+    })
 }
 
 #[cfg(test)]

@@ -39,4 +39,5 @@ pub use command::CommandAssembler;
 pub use decoder::{AggregateKind, Decoder, DecoderConfig, Event, Limits};
 pub use encode::{encode_array_header, encode_bulk_header, encode_command, encode_int_bulk};
 pub use error::{ErrorKind, RespError};
+pub(crate) use frame::scalar_frame;
 pub use frame::{parse_frame, Frame};

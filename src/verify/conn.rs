@@ -271,21 +271,8 @@ impl Builder {
                 return None;
             }
             Event::Aggregate { kind, .. } => finish(kind, Vec::new()),
-            Event::Simple(s) => Frame::Simple(s.to_vec()),
-            Event::Error(s) => Frame::Error(s.to_vec()),
-            Event::Integer(n) => Frame::Integer(n),
-            Event::Null => Frame::Null,
-            Event::Bulk(b) => Frame::Bulk(b.to_vec()),
-            Event::Double(d) => Frame::Double(d),
-            Event::Boolean(b) => Frame::Boolean(b),
-            Event::BigNumber(n) => Frame::BigNumber(n.to_vec()),
-            Event::BulkError(e) => Frame::BulkError(e.to_vec()),
-            Event::Verbatim { format, text } => Frame::Verbatim {
-                format,
-                text: text.to_vec(),
-            },
             // `whole_values` never streams a bulk.
-            Event::BulkStart { .. } | Event::BulkPart(_) | Event::BulkEnd => return None,
+            scalar => crate::resp::scalar_frame(scalar)?,
         };
         // Give the finished value to its parent, closing each aggregate it fills.
         loop {
