@@ -259,6 +259,9 @@ pub async fn run(
                 }
                 let a = pump.applied(&writer);
                 applied.store(a, Ordering::Relaxed);
+                if snapshot.is_none() && pump.started() {
+                    writer.publish_applied(a);
+                }
                 lag.applied(&mut pump.heartbeats, a);
                 update_status(&status, &link, &writer, &pump, snapshot.as_ref());
                 status.update(|s| s.stream.lag_seconds = lag.seconds());
@@ -311,6 +314,7 @@ pub async fn run(
                             s.snapshot = Default::default();
                         });
                         pump.reset(offset);
+                        writer.restart_shard();
                         snapshot = Some(Snapshot::new(&opts, &target_info));
                     }
                     SourceItem::Rdb(data) => {
@@ -364,6 +368,9 @@ pub async fn run(
                         // Commands are coalesced into larger writes; do not let a quiet
                         // stream leave the last ones unsent.
                         writer.push().await.map_err(|e| SyncError::Target(e.to_string()))?;
+                        if snapshot.is_none() {
+                            writer.publish_applied(pump.applied(&writer));
+                        }
                     }
                     SourceItem::Continue { replid: id, offset } => {
                         link_starts.fetch_add(1, Ordering::SeqCst);

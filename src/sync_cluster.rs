@@ -84,7 +84,17 @@ pub async fn run(
         "cluster source: one replica link per master"
     );
 
-    let guard = Arc::new(MigrationGuard::default());
+    let sources: Vec<Endpoint> = topo
+        .masters
+        .iter()
+        .map(|m| Endpoint {
+            host: m.addr.host.clone(),
+            port: m.addr.port,
+            db: None,
+            ..ep.clone()
+        })
+        .collect();
+    let guard = Arc::new(MigrationGuard::new(sources.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut outer = shutdown.clone();
     let forward = {
@@ -99,14 +109,9 @@ pub async fn run(
         })
     };
     let mut shards = Vec::new();
-    for (i, m) in topo.masters.iter().enumerate() {
+    for (i, source) in sources.into_iter().enumerate() {
         let mut o = opts.clone();
-        o.replica.endpoint = Endpoint {
-            host: m.addr.host.clone(),
-            port: m.addr.port,
-            db: None,
-            ..ep.clone()
-        };
+        o.replica.endpoint = source;
         o.replica.spool_dir = opts.replica.spool_dir.join(format!("shard-{i}"));
         o.sink.shard = Some((i, guard.clone()));
         let st = Status::new(o.replica.endpoint.to_string(), status.snapshot().target);

@@ -532,10 +532,6 @@ fn cluster_into_cluster_with_another_shard_count_redis_7_2() {
 /// A cluster back into one standalone server (a rollback), with a slot migration on the
 /// source in the middle of the stream.
 #[test]
-// Known race (issue 4, left open): when the exporting shard's link lags, writes to a key
-// that shard made before MIGRATE can reach the target after the importing shard's newer
-// ones. Failed 1 of 8 CI rehearsals (`w:1` stale). Run with `-- --ignored`.
-#[ignore = "known cross-shard race during a source slot migration; see issue 4's note"]
 fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
     let Some(spec) = require_server("valkey-9.1") else {
         return;
@@ -557,11 +553,27 @@ fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
             .into_iter()
             .find(|m| m.port() != owner)
             .expect("another master");
+        // The exporting shard's link is kept busy (a large value in another of its
+        // slots) just before its last writes to the slot and the migration, and the
+        // importing shard overwrites the moved keys at once: without the guard's wait,
+        // the exporting shard's "old" writes land on the target after the "new" ones.
+        let big = (0u32..)
+            .map(|i| format!("big:{i}"))
+            .find(|k| {
+                let s = slot_of(k.as_bytes());
+                s != slot && src.owner(s).port() == owner
+            })
+            .expect("a key of the exporting shard");
+        let mut c = src.client();
+        let value = vec![b'b'; 48 << 20];
+        c.cmd_key(big.as_bytes(), &[b"SET", big.as_bytes(), &value]);
         for i in 0..20 {
-            src.client()
-                .cmd_str(&["SET", &format!("{{w:1}}:m{i}"), "x"]);
+            c.cmd_str(&["SET", &format!("{{w:1}}:m{i}"), "old"]);
         }
         migrate_slot(&src, slot, to, || {});
+        for i in 0..20 {
+            to.client().ok(&["SET", &format!("{{w:1}}:m{i}"), "new"]);
+        }
         src.wait_ok();
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use super::info::ServerInfo;
 use super::writer::{Writer, WriterConfig, WriterStats};
 use std::sync::Arc;
 
-use crate::cluster::guard::MigrationGuard;
+use crate::cluster::guard::{MigrationGuard, MIGRATION_WAIT};
 use crate::cluster::KeyFinder;
 use crate::resp;
 
@@ -56,6 +56,9 @@ pub struct Sink {
     keys: Option<KeyFinder>,
     info: ServerInfo,
     shard: Option<(usize, Arc<MigrationGuard>)>,
+    /// This shard's source offset up to which its `RESTORE-ASKING`s were waited for.
+    migration_cover: u64,
+    connect_timeout: std::time::Duration,
     /// Cluster-internal commands dropped from a cluster source's stream.
     pub dropped_internal: u64,
 }
@@ -127,6 +130,8 @@ impl Sink {
             keys,
             info,
             shard: opts.shard,
+            migration_cover: 0,
+            connect_timeout: timeout,
             dropped_internal: 0,
         })
     }
@@ -155,9 +160,8 @@ impl Sink {
 
     pub async fn send(&mut self, cmd: Cmd) -> Result<(), TargetError> {
         let cmd = if self.shard.is_some() && cmd.kind == (CmdKind::Data { key: None }) {
-            let wait = self.earlier_delete(&cmd);
-            if let Some((other, tag)) = wait {
-                self.wait_for_shard(other, tag).await?;
+            if cmd.tag > self.migration_cover && is_restore_asking(&cmd.bytes) {
+                self.wait_for_other_shards(cmd.tag).await?;
             }
             match self.shard_filter(cmd) {
                 Some(c) => c,
@@ -175,65 +179,81 @@ impl Sink {
         } else {
             self.map_verbatim(cmd)?
         };
-        let r = both!(self, w => w.send(cmd).await);
-        self.publish();
-        r
+        both!(self, w => w.send(cmd).await)
     }
 
-    /// For a cluster source: tells the other shards what this one's target has applied.
-    fn publish(&self) {
+    /// For one shard of a cluster source in its stream phase: tells the other shards up
+    /// to which source offset this one's stream is applied on the target.
+    pub fn publish_applied(&self, offset: u64) {
         if let Some((s, g)) = &self.shard {
-            g.publish_acked(*s, self.acked_tag());
+            g.publish_applied(*s, offset);
         }
     }
 
-    /// A `RESTORE-ASKING` whose key another shard deleted earlier: (that shard, the
-    /// delete's tag).
-    fn earlier_delete(&self, cmd: &Cmd) -> Option<(usize, u64)> {
-        let (shard, guard) = self.shard.as_ref()?;
-        let b = &cmd.bytes;
-        if !b
-            .windows(14)
-            .take(32)
-            .any(|w| w.eq_ignore_ascii_case(b"RESTORE-ASKING"))
-        {
-            return None;
+    /// For one shard of a cluster source that starts over with a new snapshot.
+    pub fn restart_shard(&self) {
+        if let Some((s, g)) = &self.shard {
+            g.restart(*s);
         }
-        let args = command_args(b);
-        guard.earlier_delete(*shard, args.get(1)?)
     }
 
-    /// Waits until shard `other`'s target has acknowledged `tag` (a migration's delete
-    /// and every write before it), applying this shard's own pipeline meanwhile.
-    async fn wait_for_shard(&mut self, other: usize, tag: u64) -> Result<(), TargetError> {
-        let Some((_, guard)) = self.shard.clone() else {
+    /// Before a migrated key's `RESTORE-ASKING` (at source offset `tag` of this shard):
+    /// waits until the other shards are applied up to their source offsets of now, so
+    /// that no write the exporting shard made before the migration lands after it (see
+    /// [`MigrationGuard`]). Bounded by [`MIGRATION_WAIT`]; drives this shard's own writer
+    /// first. Every `RESTORE-ASKING` this shard had produced by now is covered.
+    async fn wait_for_other_shards(&mut self, tag: u64) -> Result<(), TargetError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((shard, guard)) = self.shard.clone() else {
             return Ok(());
         };
-        if guard.acked(other) >= tag {
+        let timeout = self.connect_timeout;
+        let own = match guard.source(shard) {
+            Some(ep) => crate::admin::repl_offset(ep, timeout).await.ok(),
+            None => None,
+        };
+        let mut wanted = Vec::new();
+        for (other, ep) in guard.others(shard) {
+            match crate::admin::repl_offset(ep, timeout).await {
+                Ok(o) => wanted.push((other, o)),
+                Err(e) => tracing::warn!(
+                    shard = other,
+                    "a migrated key arrived; could not read that shard's offset, so its \
+                     older writes are not waited for: {e}"
+                ),
+            }
+        }
+        self.migration_cover = own.unwrap_or(tag).max(tag);
+        if wanted.iter().all(|&(o, off)| guard.applied(o) >= off) {
             return Ok(());
         }
-        guard
-            .waits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        guard.waits.fetch_add(1, Relaxed);
         both!(self, w => w.flush().await)?;
-        self.publish();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while guard.acked(other) < tag {
+        let deadline = tokio::time::Instant::now() + MIGRATION_WAIT;
+        loop {
+            let behind: Vec<(usize, u64)> = wanted
+                .iter()
+                .copied()
+                .filter(|&(o, off)| guard.applied(o) < off)
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
             if tokio::time::Instant::now() >= deadline {
-                guard
-                    .wait_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                guard.wait_timeouts.fetch_add(1, Relaxed);
                 tracing::warn!(
-                    other,
-                    tag,
-                    "a migrated key arrived before the exporting shard's delete was applied; \
-                     gave up waiting after 2 s"
+                    shard,
+                    ?behind,
+                    "a migrated key arrived while other shards were not applied up to the \
+                     migration (still in their snapshot, or their link is slow); gave up \
+                     waiting after {} s: an older write of the exporting shard may land \
+                     after the migrated value (verify the slot's keys)",
+                    MIGRATION_WAIT.as_secs()
                 );
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-        Ok(())
     }
 
     /// A verbatim command of a cluster source's shard: cluster-internal commands are
@@ -253,7 +273,18 @@ impl Sink {
                 if let Some(k) = args.get(1) {
                     guard.imported(shard, k);
                 }
-                Some(cmd)
+                if args.len() < 4 || args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"REPLACE")) {
+                    return Some(cmd);
+                }
+                // The target may hold the key from the exporting shard's history.
+                let mut a = args.clone();
+                a.push(b"REPLACE");
+                let mut b = Vec::with_capacity(cmd.bytes.len() + 20);
+                resp::encode_command(&mut b, &a);
+                Some(Cmd {
+                    bytes: Bytes::from(b),
+                    ..cmd
+                })
             }
             b"DEL" | b"UNLINK" => {
                 let keep: Vec<&[u8]> = args[1..]
@@ -263,7 +294,6 @@ impl Sink {
                         let stale = guard.is_stale_delete(shard, k);
                         if !stale {
                             guard.deleted_by_owner(shard, k);
-                            guard.deleted(shard, k, cmd.tag);
                         }
                         !stale
                     })
@@ -365,21 +395,15 @@ impl Sink {
     }
 
     pub async fn push(&mut self) -> Result<(), TargetError> {
-        let r = both!(self, w => w.push().await);
-        self.publish();
-        r
+        both!(self, w => w.push().await)
     }
 
     pub async fn flush(&mut self) -> Result<(), TargetError> {
-        let r = both!(self, w => w.flush().await);
-        self.publish();
-        r
+        both!(self, w => w.flush().await)
     }
 
     pub async fn recv(&mut self) -> Result<(), TargetError> {
-        let r = both!(self, w => w.recv().await);
-        self.publish();
-        r
+        both!(self, w => w.recv().await)
     }
 
     pub fn acked_tag(&self) -> u64 {
@@ -432,6 +456,12 @@ fn flush_prefix_args(prefix: &[u8]) -> Vec<Vec<u8>> {
         b"0".to_vec(),
         pattern,
     ]
+}
+
+fn is_restore_asking(b: &[u8]) -> bool {
+    b.windows(14)
+        .take(32)
+        .any(|w| w.eq_ignore_ascii_case(b"RESTORE-ASKING"))
 }
 
 fn is_flushdb(bytes: &[u8]) -> bool {
