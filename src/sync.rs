@@ -23,7 +23,8 @@ use crate::resp::{self, Frame};
 use crate::source::{human_bytes, LinkStats, ReplicaConfig, ReplicaLink, SourceItem};
 use crate::status::{Phase, Status};
 // `Writer` here is the sink: one writer, or a router over a cluster's masters.
-use crate::target::{Cmd, CmdKind, Sink as Writer, SinkOptions, WriterConfig};
+use crate::target::failover;
+use crate::target::{Cmd, CmdKind, Sink as Writer, SinkOptions, TargetError, WriterConfig};
 use crate::transform::{KeyRewriter, RewriteConfig};
 
 /// Everything a sync needs, resolved from the config and the command line.
@@ -154,10 +155,83 @@ pub struct SyncOutcome {
 }
 
 /// Runs a sync until `shutdown` turns true (or, with `once`, until caught up).
+///
+/// A target given by sentinels is followed through a failover: when the sync fails while
+/// streaming and the target's master changed or went away, ferry waits for the master the
+/// sentinels name, reads its failover marker, and asks the source for its stream again
+/// from there (see [`crate::target::failover`]).
 pub async fn run(
     opts: SyncOptions,
     status: Arc<Status>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<SyncOutcome, SyncError> {
+    let mut resume = None;
+    loop {
+        let mut st = RunState::default();
+        let r = run_once(
+            opts.clone(),
+            status.clone(),
+            shutdown.clone(),
+            resume.take(),
+            &mut st,
+        )
+        .await;
+        let Err(e) = &r else {
+            return r;
+        };
+        let (Some(replid), Some(old)) = (st.replid.clone(), st.target.clone()) else {
+            return r;
+        };
+        if opts.writer.endpoint.sentinel.is_none()
+            || !st.streaming
+            || *shutdown.borrow()
+            || matches!(e, SyncError::Source(_))
+        {
+            return r;
+        }
+        let timeout = opts.writer.connect_timeout;
+        if !failover::master_changed(&opts.writer.endpoint, &old, timeout).await {
+            return r;
+        }
+        warn!(error = %e, "the target's master changed or is gone; waiting for the master the sentinels name");
+        status.update(|s| s.last_error = Some(format!("target failover: {e}")));
+        let (master, offset) =
+            match failover::wait_for_master(&opts.writer.endpoint, &replid, FAILOVER_WAIT).await {
+                Ok(x) => x,
+                Err(m) => return Err(SyncError::Target(format!("{e}; and no new master: {m}"))),
+            };
+        match offset {
+            Some((o, db)) => {
+                info!(master = %master.addr(), offset = o, db, "new target master: asking the source for its stream again from the failover marker");
+                resume = Some((crate::source::Resume { replid, offset: o }, db));
+            }
+            None => {
+                warn!(master = %master.addr(), "new target master without a failover marker of this stream: copying everything again (full resync)");
+            }
+        }
+    }
+}
+
+/// How long a failed sync waits for the sentinels to name a working target master.
+const FAILOVER_WAIT: Duration = Duration::from_secs(60);
+
+/// What `run` needs to know of a run that failed.
+#[derive(Debug, Default)]
+struct RunState {
+    /// The source's replication id of the stream.
+    replid: Option<String>,
+    /// The stream phase was reached.
+    streaming: bool,
+    /// The target master written to.
+    target: Option<Endpoint>,
+}
+
+async fn run_once(
+    opts: SyncOptions,
+    status: Arc<Status>,
     mut shutdown: watch::Receiver<bool>,
+    resume: Option<(crate::source::Resume, u32)>,
+    st: &mut RunState,
 ) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
     let started = Instant::now();
@@ -180,13 +254,15 @@ pub async fn run(
     crate::target::dbmap::check_start(&opts.sink, &keyspace, writer.is_cluster())
         .map_err(SyncError::Target)?;
     let target_info = writer.info().clone();
+    st.target = Some(writer.endpoint().clone());
     info!(target = %opts.writer.endpoint, version = ?target_info.version, valkey = target_info.valkey, "target connected");
 
     let applied = Arc::new(AtomicU64::new(0));
     let data_offset = Arc::new(AtomicU64::new(0));
     let mut replica_cfg = opts.replica.clone();
     replica_cfg.data_offset = Some(data_offset.clone());
-    let mut link = ReplicaLink::start(replica_cfg, None, applied.clone())
+    let resume_db = resume.as_ref().map(|r| r.1);
+    let mut link = ReplicaLink::start(replica_cfg, resume.map(|r| r.0), applied.clone())
         .await
         .map_err(|e| SyncError::Source(e.to_string()))?;
     info!(
@@ -220,6 +296,12 @@ pub async fn run(
     let mut pump = StreamPump::new(opts.max_command, &target_info);
     pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
     pump.data_offset = Some(data_offset);
+    pump.marker = opts.writer.endpoint.sentinel.is_some() && !writer.is_cluster();
+    // The sentinels are asked every second whether the target's master moved.
+    let moved =
+        opts.writer.endpoint.sentinel.is_some().then(|| {
+            failover::watch_master(opts.writer.endpoint.clone(), writer.endpoint().clone())
+        });
     // Key positions for /recent-keys, from the target's own command table.
     match crate::admin::command(
         &opts.writer.endpoint,
@@ -254,6 +336,15 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 notifier.watchdog_tick();
+                if moved.as_ref().is_some_and(|m| m.moved()) {
+                    break Err(SyncError::Target(format!(
+                        "the sentinels name another master than {}",
+                        writer.endpoint().addr()
+                    )));
+                }
+                if snapshot.is_none() {
+                    pump.write_marker(&mut writer).await.map_err(|e| SyncError::Target(e.to_string()))?;
+                }
                 if writer.in_flight() > 0 {
                     writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                 }
@@ -304,6 +395,8 @@ pub async fn run(
                         info!(replid = %id, offset, "full resync: receiving the snapshot");
                         notifier.send("STATUS=receiving the snapshot");
                         replid = Some(id.clone());
+                        pump.replid = Some(id.clone());
+                        st.replid = Some(id.clone());
                         if opts.progress_bar {
                             bar = Some(new_bar());
                         }
@@ -341,6 +434,7 @@ pub async fn run(
                             thousands((report.keys as f64 / secs.max(1e-9)) as u64), pump.processed
                         );
                         notifier.send("STATUS=streaming");
+                        st.streaming = true;
                         status.update(|s| {
                             s.set_phase(Phase::Stream);
                             s.written.keys += report.keys;
@@ -374,8 +468,21 @@ pub async fn run(
                     }
                     SourceItem::Continue { replid: id, offset } => {
                         link_starts.fetch_add(1, Ordering::SeqCst);
+                        if let (Some(db), false) = (resume_db, pump.started) {
+                            // A resume after a target failover: the stream from the marker,
+                            // in the db it was in there.
+                            pump.reset(offset);
+                            pump.cur_db = db;
+                            st.streaming = true;
+                            status.update(|s| {
+                                s.set_phase(Phase::Stream);
+                                s.snapshot.done = true;
+                            });
+                        }
                         // Asked again from the last data command: what follows it comes again.
                         pump.rewind(offset);
+                        pump.replid = Some(id.clone());
+                        st.replid = Some(id.clone());
                         info!(replid = %id, offset, "partial resync accepted: continuing the stream");
                         replid = Some(id);
                     }
@@ -407,6 +514,11 @@ pub async fn run(
             Ok(())
         }
     };
+    if flushed.is_ok() && outcome.is_ok() && !pump.marker_dbs.is_empty() {
+        if let Err(e) = pump.delete_markers(&mut writer).await {
+            warn!("could not delete the failover marker `ferry:applied` on the target: {e}");
+        }
+    }
     let a = pump.applied(&writer);
     applied.store(a, Ordering::Relaxed);
     update_status(&status, &link, &writer, &pump, snapshot.as_ref());
@@ -772,6 +884,15 @@ struct StreamPump {
     /// Where the keys of forwarded commands are listed (`/recent-keys`), and how they are
     /// found (the target's `COMMAND` key specs).
     recent: Option<(Arc<Status>, crate::cluster::KeyFinder)>,
+    /// A target given by sentinels: the failover marker is kept (see
+    /// [`crate::target::failover`]).
+    marker: bool,
+    /// The source's replication id (for the marker).
+    replid: Option<String>,
+    /// The offset of the last marker sent.
+    marked: u64,
+    /// Source dbs a marker was written in (deleted at a clean stop).
+    marker_dbs: std::collections::BTreeSet<u32>,
 }
 
 impl StreamPump {
@@ -793,6 +914,10 @@ impl StreamPump {
             heartbeat_key: None,
             heartbeats: VecDeque::new(),
             data_offset: None,
+            marker: false,
+            replid: None,
+            marked: 0,
+            marker_dbs: Default::default(),
             recent: None,
         }
     }
@@ -820,6 +945,47 @@ impl StreamPump {
         self.processed = offset;
         self.multi = None;
         self.started = true;
+    }
+
+    /// Writes the failover marker when the stream moved since the last one.
+    async fn write_marker(&mut self, writer: &mut Writer) -> Result<(), TargetError> {
+        let Some(id) = self.replid.as_deref().filter(|_| self.marker) else {
+            return Ok(());
+        };
+        if self.multi.is_some() || !self.started || self.processed <= self.marked {
+            return Ok(());
+        }
+        let mut b = Vec::with_capacity(96);
+        failover::marker_command(&mut b, id, self.processed, self.cur_db);
+        self.marked = self.processed;
+        self.marker_dbs.insert(self.cur_db);
+        writer
+            .send(Cmd {
+                db: Some(self.cur_db),
+                bytes: Bytes::from(b),
+                n: 1,
+                tag: self.processed,
+                kind: CmdKind::Data { key: None },
+            })
+            .await
+    }
+
+    /// Deletes the failover markers (a clean stop).
+    async fn delete_markers(&mut self, writer: &mut Writer) -> Result<(), TargetError> {
+        for db in std::mem::take(&mut self.marker_dbs) {
+            let mut b = Vec::new();
+            resp::encode_command(&mut b, &[b"DEL".as_slice(), failover::MARKER_KEY]);
+            writer
+                .send(Cmd {
+                    db: Some(db),
+                    bytes: Bytes::from(b),
+                    n: 1,
+                    tag: self.processed,
+                    kind: CmdKind::Data { key: None },
+                })
+                .await?;
+        }
+        writer.flush().await
     }
 
     fn started(&self) -> bool {
@@ -941,6 +1107,12 @@ impl StreamPump {
             }
             b"EXEC" if self.multi.is_some() => {
                 if let Some(mut m) = self.multi.take() {
+                    if let (true, Some(id)) = (self.marker, self.replid.as_deref()) {
+                        failover::marker_command(&mut m.bytes, id, end, self.cur_db);
+                        m.n += 1;
+                        self.marked = end;
+                        self.marker_dbs.insert(self.cur_db);
+                    }
                     m.bytes.extend_from_slice(&raw);
                     m.n += 1;
                     if m.inner_select {
@@ -985,8 +1157,22 @@ impl StreamPump {
                     m.n += 1;
                     return Ok(());
                 }
+                let (raw, n) = match (self.marker, self.replid.as_deref()) {
+                    (true, Some(id)) if !failover::replay_safe(&name, args) => {
+                        // Applied twice it would differ: it carries its own marker.
+                        let mut b = Vec::with_capacity(raw.len() + 96);
+                        resp::encode_command(&mut b, &[b"MULTI".as_slice()]);
+                        b.extend_from_slice(&raw);
+                        failover::marker_command(&mut b, id, end, self.cur_db);
+                        resp::encode_command(&mut b, &[b"EXEC".as_slice()]);
+                        self.marked = end;
+                        self.marker_dbs.insert(self.cur_db);
+                        (Bytes::from(b), 4)
+                    }
+                    _ => (raw, 1),
+                };
                 writer
-                    .send(send(raw, 1, self.cur_db, end))
+                    .send(send(raw, n, self.cur_db, end))
                     .await
                     .map_err(|e| e.to_string())?;
                 if !matches!(&name[..], b"PUBLISH" | b"SPUBLISH") {

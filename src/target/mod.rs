@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod dbmap;
 pub mod error;
+pub mod failover;
 pub mod info;
 pub mod policy;
 pub mod sink;

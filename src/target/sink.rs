@@ -55,6 +55,8 @@ pub struct Sink {
     /// For renaming keys (a mapping with prefixes).
     keys: Option<KeyFinder>,
     info: ServerInfo,
+    /// The server connected to (a sentinel endpoint resolved).
+    endpoint: crate::endpoint::Endpoint,
     shard: Option<(usize, Arc<MigrationGuard>)>,
     /// This shard's source offset up to which its `RESTORE-ASKING`s were waited for.
     migration_cover: u64,
@@ -129,6 +131,7 @@ impl Sink {
             map: opts.db_map,
             keys,
             info,
+            endpoint: cfg.endpoint.clone(),
             shard: opts.shard,
             migration_cover: 0,
             connect_timeout: timeout,
@@ -138,6 +141,11 @@ impl Sink {
 
     pub fn info(&self) -> &ServerInfo {
         &self.info
+    }
+
+    /// The server connected to (for a target given by sentinels, the master they named).
+    pub fn endpoint(&self) -> &crate::endpoint::Endpoint {
+        &self.endpoint
     }
 
     pub fn is_cluster(&self) -> bool {
