@@ -182,14 +182,42 @@ pub async fn run(
         let (Some(replid), Some(old)) = (st.replid.clone(), st.target.clone()) else {
             return r;
         };
-        if opts.writer.endpoint.sentinel.is_none()
-            || !st.streaming
-            || *shutdown.borrow()
-            || matches!(e, SyncError::Source(_))
-        {
+        if !st.streaming || *shutdown.borrow() || matches!(e, SyncError::Source(_)) {
             return r;
         }
         let timeout = opts.writer.connect_timeout;
+        if let Some(sm) = st.slots.clone() {
+            // A cluster target.
+            if !failover::cluster_master_lost(&st.masters, timeout).await {
+                return r;
+            }
+            warn!(error = %e, "a master of the target cluster is gone; waiting until every slot has a master again");
+            status.update(|s| s.last_error = Some(format!("target failover: {e}")));
+            let mut seeds = st.masters.clone();
+            seeds.insert(0, opts.writer.endpoint.clone());
+            let markers = failover::wait_for_cluster(&seeds, &replid, FAILOVER_WAIT)
+                .await
+                .map_err(|m| {
+                    SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
+                })?;
+            let sm = sm.lock().unwrap_or_else(|p| p.into_inner());
+            match failover::plan_resume(&markers, sm.sent_offsets(), sm.cut()) {
+                Some((skip, offset, db)) => {
+                    let until = sm.cut().0;
+                    info!(offset, until, db, "every slot has a master: asking the source for its stream again from the oldest failover marker still needed");
+                    resume = Some(ResumeAfterFailover {
+                        from: crate::source::Resume { replid, offset },
+                        db,
+                        skip: Some((skip, until)),
+                    });
+                }
+                None => warn!("a slot of the new masters has no failover marker (part of the snapshot was lost with its master): copying everything again (full resync)"),
+            }
+            continue;
+        }
+        if opts.writer.endpoint.sentinel.is_none() {
+            return r;
+        }
         if !failover::master_changed(&opts.writer.endpoint, &old, timeout).await {
             return r;
         }
@@ -203,7 +231,11 @@ pub async fn run(
         match offset {
             Some((o, db)) => {
                 info!(master = %master.addr(), offset = o, db, "new target master: asking the source for its stream again from the failover marker");
-                resume = Some((crate::source::Resume { replid, offset: o }, db));
+                resume = Some(ResumeAfterFailover {
+                    from: crate::source::Resume { replid, offset: o },
+                    db,
+                    skip: None,
+                });
             }
             None => {
                 warn!(master = %master.addr(), "new target master without a failover marker of this stream: copying everything again (full resync)");
@@ -216,7 +248,7 @@ pub async fn run(
 const FAILOVER_WAIT: Duration = Duration::from_secs(60);
 
 /// What `run` needs to know of a run that failed.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct RunState {
     /// The source's replication id of the stream.
     replid: Option<String>,
@@ -224,13 +256,26 @@ struct RunState {
     streaming: bool,
     /// The target master written to.
     target: Option<Endpoint>,
+    /// A cluster target: its masters at start, and the per-slot markers.
+    masters: Vec<Endpoint>,
+    slots: Option<Arc<std::sync::Mutex<failover::SlotMarkers>>>,
+}
+
+/// Where a run after a target failover starts.
+struct ResumeAfterFailover {
+    from: crate::source::Resume,
+    /// The source db at that offset.
+    db: u32,
+    /// A cluster target: per slot how far it is on the target, and where the failed run
+    /// had got to.
+    skip: Option<(Vec<u64>, u64)>,
 }
 
 async fn run_once(
     opts: SyncOptions,
     status: Arc<Status>,
     mut shutdown: watch::Receiver<bool>,
-    resume: Option<(crate::source::Resume, u32)>,
+    mut resume: Option<ResumeAfterFailover>,
     st: &mut RunState,
 ) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
@@ -261,8 +306,9 @@ async fn run_once(
     let data_offset = Arc::new(AtomicU64::new(0));
     let mut replica_cfg = opts.replica.clone();
     replica_cfg.data_offset = Some(data_offset.clone());
-    let resume_db = resume.as_ref().map(|r| r.1);
-    let mut link = ReplicaLink::start(replica_cfg, resume.map(|r| r.0), applied.clone())
+    let resume_db = resume.as_ref().map(|r| r.db);
+    let mut resume_skip = resume.as_mut().and_then(|r| r.skip.take());
+    let mut link = ReplicaLink::start(replica_cfg, resume.map(|r| r.from), applied.clone())
         .await
         .map_err(|e| SyncError::Source(e.to_string()))?;
     info!(
@@ -296,7 +342,9 @@ async fn run_once(
     let mut pump = StreamPump::new(opts.max_command, &target_info);
     pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
     pump.data_offset = Some(data_offset);
-    pump.marker = opts.writer.endpoint.sentinel.is_some() && !writer.is_cluster();
+    pump.marker = opts.writer.endpoint.sentinel.is_some()
+        && !writer.is_cluster()
+        && !opts.sink.db_map.has_prefix();
     // The sentinels are asked every second whether the target's master moved.
     let moved =
         opts.writer.endpoint.sentinel.is_some().then(|| {
@@ -317,6 +365,28 @@ async fn run_once(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .enabled = true;
+            // (Not with key prefixes from `db_map`: they would rename the markers.)
+            let plain = opts.sink.shard.is_none() && !opts.sink.db_map.has_prefix();
+            if let Some(c) = writer.cluster().filter(|_| plain) {
+                // A cluster target can lose a master: per-slot failover markers.
+                let sm = Arc::new(std::sync::Mutex::new(failover::SlotMarkers::new(
+                    finder.clone(),
+                )));
+                pump.slots = Some(sm.clone());
+                st.slots = Some(sm);
+                st.masters = c
+                    .topology()
+                    .masters
+                    .iter()
+                    .map(|m| Endpoint {
+                        host: m.addr.host.clone(),
+                        port: m.addr.port,
+                        db: None,
+                        sentinel: None,
+                        ..opts.writer.endpoint.clone()
+                    })
+                    .collect();
+            }
             pump.recent = Some((status.clone(), finder));
         }
         Err(e) => warn!("no /recent-keys (a cutover then verifies every key): {e}"),
@@ -435,6 +505,10 @@ async fn run_once(
                         );
                         notifier.send("STATUS=streaming");
                         st.streaming = true;
+                        if let Some(sm) = &pump.slots {
+                            // Every slot gets its marker at the next tick.
+                            sm.lock().unwrap_or_else(|p| p.into_inner()).all_dirty(pump.processed);
+                        }
                         status.update(|s| {
                             s.set_phase(Phase::Stream);
                             s.written.keys += report.keys;
@@ -473,6 +547,9 @@ async fn run_once(
                             // in the db it was in there.
                             pump.reset(offset);
                             pump.cur_db = db;
+                            if let (Some(sm), Some((skip, until))) = (&pump.slots, resume_skip.take()) {
+                                sm.lock().unwrap_or_else(|p| p.into_inner()).resume(skip, until);
+                            }
                             st.streaming = true;
                             status.update(|s| {
                                 s.set_phase(Phase::Stream);
@@ -514,7 +591,7 @@ async fn run_once(
             Ok(())
         }
     };
-    if flushed.is_ok() && outcome.is_ok() && !pump.marker_dbs.is_empty() {
+    if flushed.is_ok() && outcome.is_ok() && (!pump.marker_dbs.is_empty() || pump.slots.is_some()) {
         if let Err(e) = pump.delete_markers(&mut writer).await {
             warn!("could not delete the failover marker `ferry:applied` on the target: {e}");
         }
@@ -853,6 +930,8 @@ fn now_ms() -> i64 {
 /// A transaction being collected from the stream.
 struct Multi {
     bytes: Vec<u8>,
+    /// The slots its commands write (a cluster target with failover markers).
+    slots: Option<failover::Slots>,
     /// Commands in `bytes` (replies to expect).
     n: u32,
     /// The db the transaction starts in.
@@ -893,6 +972,9 @@ struct StreamPump {
     marked: u64,
     /// Source dbs a marker was written in (deleted at a clean stop).
     marker_dbs: std::collections::BTreeSet<u32>,
+    /// A cluster target: the per-slot markers (shared with `run`, which reads them
+    /// after a failure).
+    slots: Option<Arc<std::sync::Mutex<failover::SlotMarkers>>>,
 }
 
 impl StreamPump {
@@ -918,6 +1000,7 @@ impl StreamPump {
             replid: None,
             marked: 0,
             marker_dbs: Default::default(),
+            slots: None,
             recent: None,
         }
     }
@@ -947,8 +1030,34 @@ impl StreamPump {
         self.started = true;
     }
 
-    /// Writes the failover marker when the stream moved since the last one.
+    /// Writes the failover marker when the stream moved since the last one (per slot
+    /// written since, on a cluster target).
     async fn write_marker(&mut self, writer: &mut Writer) -> Result<(), TargetError> {
+        if let (Some(sm), Some(id)) = (self.slots.clone(), self.replid.clone()) {
+            if self.multi.is_some() || !self.started {
+                return Ok(());
+            }
+            let dirty = sm.lock().unwrap_or_else(|p| p.into_inner()).take_dirty();
+            for slot in dirty {
+                let mut b = Vec::with_capacity(96);
+                failover::slot_marker_command(&mut b, slot, &id, self.processed, self.cur_db);
+                sm.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .marked(slot, self.processed);
+                writer
+                    .send(Cmd {
+                        db: Some(0),
+                        bytes: Bytes::from(b),
+                        n: 1,
+                        tag: self.processed,
+                        kind: CmdKind::Data {
+                            key: Some(Bytes::from(failover::slot_marker_key(slot))),
+                        },
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
         let Some(id) = self.replid.as_deref().filter(|_| self.marker) else {
             return Ok(());
         };
@@ -972,6 +1081,29 @@ impl StreamPump {
 
     /// Deletes the failover markers (a clean stop).
     async fn delete_markers(&mut self, writer: &mut Writer) -> Result<(), TargetError> {
+        if self.slots.is_some() {
+            if !self.started {
+                return Ok(());
+            }
+            // Every slot: a run that resumed after a failover found them all written.
+            for slot in 0..crate::cluster::SLOTS as u16 {
+                let key = failover::slot_marker_key(slot);
+                let mut b = Vec::new();
+                resp::encode_command(&mut b, &[b"DEL".as_slice(), &key]);
+                writer
+                    .send(Cmd {
+                        db: Some(0),
+                        bytes: Bytes::from(b),
+                        n: 1,
+                        tag: self.processed,
+                        kind: CmdKind::Data {
+                            key: Some(Bytes::from(key)),
+                        },
+                    })
+                    .await?;
+            }
+            return writer.flush().await;
+        }
         for db in std::mem::take(&mut self.marker_dbs) {
             let mut b = Vec::new();
             resp::encode_command(&mut b, &[b"DEL".as_slice(), failover::MARKER_KEY]);
@@ -1099,6 +1231,7 @@ impl StreamPump {
             b"MULTI" => {
                 self.multi = Some(Multi {
                     bytes: raw.to_vec(),
+                    slots: None,
                     n: 1,
                     db: self.cur_db,
                     inner_select: false,
@@ -1107,6 +1240,30 @@ impl StreamPump {
             }
             b"EXEC" if self.multi.is_some() => {
                 if let Some(mut m) = self.multi.take() {
+                    if let Some(sm) = self.slots.clone() {
+                        let mut sm = sm.lock().unwrap_or_else(|p| p.into_inner());
+                        let sl = m.slots.clone().unwrap_or(failover::Slots::All);
+                        if sm.skip(&sl, end) {
+                            self.processed = end;
+                            sm.processed(end, self.cur_db);
+                            return Ok(());
+                        }
+                        if let (failover::Slots::One(slot), Some(id)) =
+                            (&sl, self.replid.as_deref())
+                        {
+                            failover::slot_marker_command(
+                                &mut m.bytes,
+                                *slot,
+                                id,
+                                end,
+                                self.cur_db,
+                            );
+                            m.n += 1;
+                            sm.marked(*slot, end);
+                        }
+                        sm.sent(&sl, end);
+                        sm.processed(end, self.cur_db);
+                    }
                     if let (true, Some(id)) = (self.marker, self.replid.as_deref()) {
                         failover::marker_command(&mut m.bytes, id, end, self.cur_db);
                         m.n += 1;
@@ -1152,13 +1309,71 @@ impl StreamPump {
                     }
                     None => raw,
                 };
-                if let Some(m) = self.multi.as_mut() {
-                    m.bytes.extend_from_slice(&raw);
-                    m.n += 1;
-                    return Ok(());
-                }
+                let (raw, n) = {
+                    let slots = self.slots.clone();
+                    let mut sm = slots
+                        .as_ref()
+                        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+                    let sl = sm.as_ref().map(|sm| {
+                        let argv: Vec<&[u8]> = args
+                            .iter()
+                            .map(|f| f.as_bytes().unwrap_or_default())
+                            .collect();
+                        sm.slots_of(&argv).unwrap_or(failover::Slots::All)
+                    });
+                    if let Some(m) = self.multi.as_mut() {
+                        if let Some(sl) = sl {
+                            m.slots = Some(match m.slots.take() {
+                                None => sl,
+                                Some(prev) => prev.union(&sl),
+                            });
+                        }
+                        m.bytes.extend_from_slice(&raw);
+                        m.n += 1;
+                        return Ok(());
+                    }
+                    match (sm.as_mut(), sl) {
+                        (Some(sm), Some(sl)) => {
+                            if sm.skip(&sl, end) {
+                                // A resume after a failover: the slot has it already.
+                                sm.processed(end, self.cur_db);
+                                self.processed = end;
+                                return Ok(());
+                            }
+                            let wrapped = match (&sl, self.replid.as_deref()) {
+                                (failover::Slots::One(slot), Some(id))
+                                    if !failover::replay_safe(&name, args) =>
+                                {
+                                    // Applied twice it would differ: it carries its slot's
+                                    // marker.
+                                    let mut b = Vec::with_capacity(raw.len() + 96);
+                                    resp::encode_command(&mut b, &[b"MULTI".as_slice()]);
+                                    b.extend_from_slice(&raw);
+                                    failover::slot_marker_command(
+                                        &mut b,
+                                        *slot,
+                                        id,
+                                        end,
+                                        self.cur_db,
+                                    );
+                                    resp::encode_command(&mut b, &[b"EXEC".as_slice()]);
+                                    sm.marked(*slot, end);
+                                    Some(Bytes::from(b))
+                                }
+                                _ => None,
+                            };
+                            sm.sent(&sl, end);
+                            sm.processed(end, self.cur_db);
+                            match wrapped {
+                                Some(b) => (b, 4),
+                                None => (raw, 1),
+                            }
+                        }
+                        _ => (raw, 1),
+                    }
+                };
                 let (raw, n) = match (self.marker, self.replid.as_deref()) {
-                    (true, Some(id)) if !failover::replay_safe(&name, args) => {
+                    (true, Some(id)) if n == 1 && !failover::replay_safe(&name, args) => {
                         // Applied twice it would differ: it carries its own marker.
                         let mut b = Vec::with_capacity(raw.len() + 96);
                         resp::encode_command(&mut b, &[b"MULTI".as_slice()]);
@@ -1169,7 +1384,7 @@ impl StreamPump {
                         self.marker_dbs.insert(self.cur_db);
                         (Bytes::from(b), 4)
                     }
-                    _ => (raw, 1),
+                    _ => (raw, n),
                 };
                 writer
                     .send(send(raw, n, self.cur_db, end))

@@ -155,7 +155,9 @@ pub fn parse_shards(reply: &Frame, fallback_host: &str) -> Result<Topology, Stri
         let Some(Frame::Array(nodes)) = get("nodes") else {
             return Err(format!("{W}: a shard without nodes"));
         };
-        let mut master = None;
+        // (address, id, healthy): a master that failed stays listed in its shard, with
+        // `health: fail`, next to the replica that took over from it.
+        let mut master: Option<(NodeAddr, Option<String>, bool)> = None;
         let mut replicas = Vec::new();
         for node in nodes {
             let nf = fields(node);
@@ -175,12 +177,15 @@ pub fn parse_shards(reply: &Frame, fallback_host: &str) -> Result<Topology, Stri
             let role = nget("role").and_then(text).unwrap_or_default();
             let health = nget("health").and_then(text).unwrap_or_default();
             if role == "master" {
-                master = Some((addr, nget("id").and_then(text)));
+                let healthy = health != "fail";
+                if master.as_ref().is_none_or(|m| !m.2 && healthy) {
+                    master = Some((addr, nget("id").and_then(text), healthy));
+                }
             } else if health != "fail" {
                 replicas.push(addr);
             }
         }
-        if let Some((addr, id)) = master {
+        if let Some((addr, id, _)) = master {
             let m = topo.master_mut(addr, id);
             m.slots.extend(ranges);
             m.replicas.extend(replicas);
@@ -525,6 +530,33 @@ bbbb7a5347b6fb0200d9217aa7eb23674b3efa02 :0@0 handshake,noaddr - 0 0 0 disconnec
         ]);
         let t = parse_shards(&Frame::Array(vec![m]), "x").unwrap();
         assert_eq!(t.masters[0].addr.to_string(), "[::1]:9");
+        // After a crash, the failed master stays listed as a master with `health: fail`
+        // (before or after the replica that took over): the healthy one serves the slots.
+        for (first, second) in [(27001, 27004), (27004, 27001)] {
+            let shard = |failed: i64| {
+                let n = |port: i64| {
+                    Frame::Map(vec![
+                        (b("port"), Frame::Integer(port)),
+                        (b("ip"), b("127.0.0.1")),
+                        (b("role"), b("master")),
+                        (
+                            b("health"),
+                            b(if port == failed { "fail" } else { "online" }),
+                        ),
+                    ])
+                };
+                Frame::Map(vec![
+                    (
+                        b("slots"),
+                        Frame::Array(vec![Frame::Integer(0), Frame::Integer(9)]),
+                    ),
+                    (b("nodes"), Frame::Array(vec![n(first), n(second)])),
+                ])
+            };
+            let t = parse_shards(&Frame::Array(vec![shard(27001)]), "x").unwrap();
+            assert_eq!(t.masters.len(), 1);
+            assert_eq!(t.masters[0].addr.port, 27004, "{first} then {second}");
+        }
         assert!(parse_shards(&Frame::Integer(1), "x").is_err());
     }
 

@@ -955,16 +955,34 @@ pub async fn fetch_topology(
     timeout: Duration,
 ) -> Result<Topology, String> {
     let mut errors = Vec::new();
+    let mut shards = None;
     if info.valkey || info.redis_at_least(7, 0) {
         match crate::admin::calls(ep, &[&[b"CLUSTER", b"SHARDS"]], timeout).await {
-            Ok(r) if !r[0].is_error() => return topology::parse_shards(&r[0], &ep.host),
+            Ok(r) if !r[0].is_error() => {
+                let t = topology::parse_shards(&r[0], &ep.host)?;
+                if t.uncovered() == 0 {
+                    return Ok(t);
+                }
+                // Redis 7.x lists the shard of a master that failed with no slots for a
+                // while after its replica took over; CLUSTER SLOTS has them.
+                shards = Some(t);
+            }
             Ok(r) => errors.push(format!("CLUSTER SHARDS: {:?}", r[0])),
             Err(e) => return Err(e),
         }
     }
     match crate::admin::calls(ep, &[&[b"CLUSTER", b"SLOTS"]], timeout).await? {
-        r if !r[0].is_error() => return topology::parse_slots(&r[0], &ep.host),
+        r if !r[0].is_error() => {
+            let t = topology::parse_slots(&r[0], &ep.host)?;
+            return Ok(match shards {
+                Some(s) if s.uncovered() <= t.uncovered() => s,
+                _ => t,
+            });
+        }
         r => errors.push(format!("CLUSTER SLOTS: {:?}", r[0])),
+    }
+    if let Some(s) = shards {
+        return Ok(s);
     }
     let r = crate::admin::calls(ep, &[&[b"CLUSTER", b"NODES"]], timeout).await?;
     match r[0].as_bytes() {

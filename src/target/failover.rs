@@ -201,6 +201,345 @@ impl Drop for MasterWatch {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// A cluster target: one marker per slot.
+//
+// Each master of a cluster replicates on its own, and a transaction cannot span slots, so
+// the marker is kept per slot: `ferry:applied{<tag>}`, `<tag>` chosen so that the key is
+// in that slot. All 16384 are written when the snapshot is applied; then, every 100 ms,
+// those of the slots written since; and with every non-repeatable command of one slot,
+// inside its `MULTI`/`EXEC`. After a master failed, ferry reads the markers of every slot
+// from their owners. A slot whose marker covers every command ferry had sent it needs
+// nothing; the others get their commands again from their marker on: ferry asks the
+// source for its stream from the smallest such marker and skips, slot by slot, what the
+// slot already has ([`SlotMarkers::skip`]). A slot without a marker lost part of the
+// snapshot itself with its master: then everything is copied again.
+
+/// A short tag per slot, so that `ferry:applied{tag}` lies in that slot.
+fn slot_tags() -> &'static [String] {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let mut tags = vec![String::new(); crate::cluster::SLOTS];
+        let mut left = crate::cluster::SLOTS;
+        let mut n = 0u64;
+        while left > 0 {
+            let t = format!("{n:x}");
+            let s = crate::cluster::key_slot(t.as_bytes()) as usize;
+            if tags[s].is_empty() {
+                tags[s] = t;
+                left -= 1;
+            }
+            n += 1;
+        }
+        tags
+    })
+}
+
+/// The marker key of `slot`.
+pub fn slot_marker_key(slot: u16) -> Vec<u8> {
+    let t = &slot_tags()[slot as usize];
+    let mut k = Vec::with_capacity(MARKER_KEY.len() + t.len() + 2);
+    k.extend_from_slice(MARKER_KEY);
+    k.push(b'{');
+    k.extend_from_slice(t.as_bytes());
+    k.push(b'}');
+    k
+}
+
+/// Whether `key` is one of ferry's markers (standalone or per slot).
+pub fn is_marker_key(key: &[u8]) -> bool {
+    key == MARKER_KEY
+        || (key.starts_with(MARKER_KEY)
+            && key.get(MARKER_KEY.len()) == Some(&b'{')
+            && key.ends_with(b"}"))
+}
+
+/// `SET ferry:applied{tag} "<replid> <offset> <db>"` for `slot`.
+pub fn slot_marker_command(out: &mut Vec<u8>, slot: u16, replid: &str, offset: u64, db: u32) {
+    let value = format!("{replid} {offset} {db}");
+    resp::encode_command(
+        out,
+        &[b"SET".as_slice(), &slot_marker_key(slot), value.as_bytes()],
+    );
+}
+
+/// Which slots a command writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slots {
+    /// No key (`FLUSHALL`, `FUNCTION LOAD`, …): every master.
+    All,
+    One(u16),
+    Many(Vec<u16>),
+}
+
+impl Slots {
+    /// The slots of both.
+    pub fn union(self, other: &Slots) -> Slots {
+        if self == Slots::All || *other == Slots::All {
+            return Slots::All;
+        }
+        let mut v = self.list();
+        v.extend(other.list());
+        v.sort_unstable();
+        v.dedup();
+        match v.len() {
+            1 => Slots::One(v[0]),
+            _ => Slots::Many(v),
+        }
+    }
+
+    fn list(&self) -> Vec<u16> {
+        match self {
+            Slots::All => Vec::new(),
+            Slots::One(s) => vec![*s],
+            Slots::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// The per-slot marker state of a stream into a cluster target.
+pub struct SlotMarkers {
+    finder: crate::cluster::KeyFinder,
+    /// Per slot: the offset after the last command sent for it.
+    sent: Vec<u64>,
+    /// Per slot: the offset of its last marker.
+    marked: Vec<u64>,
+    /// Slots sent to since their marker (listed once: `is_dirty`).
+    dirty: Vec<u16>,
+    is_dirty: Vec<bool>,
+    /// During a resume after a failover: per slot, the offset up to which the target has
+    /// the slot's commands, and the offset beyond which nothing is skipped.
+    skip: Option<(Vec<u64>, u64)>,
+    /// The offset after the last command handled, and the source db there.
+    cut: (u64, u32),
+}
+
+impl SlotMarkers {
+    pub fn new(finder: crate::cluster::KeyFinder) -> SlotMarkers {
+        SlotMarkers {
+            finder,
+            sent: vec![0; crate::cluster::SLOTS],
+            marked: vec![0; crate::cluster::SLOTS],
+            dirty: Vec::new(),
+            is_dirty: vec![false; crate::cluster::SLOTS],
+            skip: None,
+            cut: (0, 0),
+        }
+    }
+
+    /// The stream was handled up to `offset`, in source db `db`.
+    pub fn processed(&mut self, offset: u64, db: u32) {
+        self.cut = (offset, db);
+    }
+
+    pub fn cut(&self) -> (u64, u32) {
+        self.cut
+    }
+
+    /// Resuming after a failover: `skip[s]` is how far slot `s` is on the target; nothing
+    /// after `until` (where the failed run had got to) is skipped.
+    pub fn resume(&mut self, skip: Vec<u64>, until: u64) {
+        self.skip = Some((skip, until));
+    }
+
+    /// The slots of a command (`None`: its keys are unknown to the target's table).
+    pub fn slots_of(&self, args: &[&[u8]]) -> Option<Slots> {
+        let pos = self.finder.key_positions(args).ok()?;
+        let mut slots: Vec<u16> = pos
+            .iter()
+            .filter_map(|&i| args.get(i))
+            .map(|k| crate::cluster::key_slot(k))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        Some(match slots.len() {
+            0 => Slots::All,
+            1 => Slots::One(slots[0]),
+            _ => Slots::Many(slots),
+        })
+    }
+
+    fn each(slots: &Slots, mut f: impl FnMut(u16)) {
+        match slots {
+            Slots::All => (0..crate::cluster::SLOTS as u16).for_each(f),
+            Slots::One(s) => f(*s),
+            Slots::Many(v) => v.iter().for_each(|&s| f(s)),
+        }
+    }
+
+    /// Whether a command ending at `end` is on the target already, in every slot it
+    /// writes (a resume after a failover).
+    pub fn skip(&self, slots: &Slots, end: u64) -> bool {
+        let Some((skip, until)) = &self.skip else {
+            return false;
+        };
+        if end > *until {
+            return false;
+        }
+        let mut all = true;
+        Self::each(slots, |s| all &= end <= skip[s as usize]);
+        all
+    }
+
+    /// A command ending at `end` was sent for `slots`.
+    pub fn sent(&mut self, slots: &Slots, end: u64) {
+        let (sent, dirty, is_dirty) = (&mut self.sent, &mut self.dirty, &mut self.is_dirty);
+        Self::each(slots, |s| {
+            let i = s as usize;
+            if !is_dirty[i] {
+                is_dirty[i] = true;
+                dirty.push(s);
+            }
+            sent[i] = end;
+        });
+    }
+
+    /// A marker for `slot` at `offset` was sent.
+    pub fn marked(&mut self, slot: u16, offset: u64) {
+        self.marked[slot as usize] = offset;
+    }
+
+    /// Every slot needs a marker (the snapshot was applied at `offset`).
+    pub fn all_dirty(&mut self, offset: u64) {
+        self.sent.iter_mut().for_each(|s| *s = offset);
+        self.is_dirty.iter_mut().for_each(|d| *d = true);
+        self.dirty = (0..crate::cluster::SLOTS as u16).collect();
+    }
+
+    /// The slots that need a marker now (and forgets them).
+    pub fn take_dirty(&mut self) -> Vec<u16> {
+        let d = std::mem::take(&mut self.dirty);
+        for &s in &d {
+            self.is_dirty[s as usize] = false;
+        }
+        d
+    }
+
+    /// Per slot, the offset after the last command sent for it.
+    pub fn sent_offsets(&self) -> &[u64] {
+        &self.sent
+    }
+}
+
+/// Reads every slot's marker from the cluster `seeds` lead to, once every slot has a
+/// master that answers as one (at most `wait`). Per slot: (offset, db) of `replid`'s
+/// marker, `None` where there is none.
+pub async fn wait_for_cluster(
+    seeds: &[Endpoint],
+    replid: &str,
+    wait: Duration,
+) -> Result<Vec<Option<(u64, u32)>>, String> {
+    let timeout = Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let last = match cluster_markers(seeds, replid, timeout).await {
+            Ok(m) => return Ok(m),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("after {} s: {last}", wait.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn cluster_markers(
+    seeds: &[Endpoint],
+    replid: &str,
+    timeout: Duration,
+) -> Result<Vec<Option<(u64, u32)>>, String> {
+    let mut errors = Vec::new();
+    for seed in seeds {
+        let info = match crate::admin::info_section(seed, "server", timeout).await {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let Some(info) = super::ServerInfo::from_info(&info) else {
+            continue;
+        };
+        let topo = match super::cluster::fetch_topology(seed, &info, timeout).await {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if topo.uncovered() > 0 {
+            return Err(format!("{} slots have no master yet", topo.uncovered()));
+        }
+        let mut out = vec![None; crate::cluster::SLOTS];
+        for m in &topo.masters {
+            let ep = Endpoint {
+                host: m.addr.host.clone(),
+                port: m.addr.port,
+                db: None,
+                ..seed.clone()
+            };
+            if role(&ep, timeout).await? != "master" {
+                return Err(format!("{} is not a master yet", ep.addr()));
+            }
+            let slots: Vec<u16> = m
+                .slots
+                .iter()
+                .flat_map(|&(a, b)| a..=b.min(crate::cluster::SLOTS as u16 - 1))
+                .collect();
+            let keys: Vec<Vec<u8>> = slots.iter().map(|&s| slot_marker_key(s)).collect();
+            let cmds: Vec<[&[u8]; 2]> = keys.iter().map(|k| [b"GET".as_slice(), k]).collect();
+            let refs: Vec<&[&[u8]]> = cmds.iter().map(|c| c.as_slice()).collect();
+            let replies = crate::admin::calls(&ep, &refs, timeout * 4).await?;
+            for (s, r) in slots.iter().zip(&replies) {
+                if r.is_error() {
+                    return Err(format!("{}: GET of a marker: {r:?}", ep.addr()));
+                }
+                out[*s as usize] = r.as_bytes().and_then(|v| parse_marker(v, replid));
+            }
+        }
+        return Ok(out);
+    }
+    Err(format!(
+        "no node of the cluster answered: {}",
+        errors.join("; ")
+    ))
+}
+
+/// Where to resume after a cluster target's failover: per slot how far it is on the
+/// target (`skip`), the offset to ask the source from, and the source db there. `None`:
+/// a slot has no marker (part of the snapshot was lost): copy everything again.
+pub fn plan_resume(
+    markers: &[Option<(u64, u32)>],
+    sent: &[u64],
+    cut: (u64, u32),
+) -> Option<(Vec<u64>, u64, u32)> {
+    let mut skip = Vec::with_capacity(markers.len());
+    let mut from = cut;
+    for (m, &sent) in markers.iter().zip(sent) {
+        let (off, db) = (*m)?;
+        if sent <= off {
+            // Everything sent to this slot is there.
+            skip.push(cut.0);
+        } else {
+            skip.push(off);
+            if off < from.0 {
+                from = (off, db);
+            }
+        }
+    }
+    Some((skip, from.0, from.1))
+}
+
+/// Whether a cluster target lost a master: one of `masters` does not answer as a master.
+pub async fn cluster_master_lost(masters: &[Endpoint], timeout: Duration) -> bool {
+    for m in masters {
+        if role(m, timeout).await.map_or(true, |r| r != "master") {
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +585,35 @@ mod tests {
             b"ZADD",
             &args(&["ZADD", "z", "INCR", "1", "m"])
         ));
+    }
+
+    #[test]
+    fn every_slot_has_a_marker_key_in_it() {
+        for s in [0u16, 1, 5000, 16383] {
+            let k = slot_marker_key(s);
+            assert_eq!(crate::cluster::key_slot(&k), s);
+            assert!(is_marker_key(&k));
+        }
+        assert!(is_marker_key(MARKER_KEY));
+        assert!(!is_marker_key(b"ferry:applied:x"));
+    }
+
+    #[test]
+    fn a_resume_starts_at_the_oldest_marker_of_a_slot_with_commands_after_it() {
+        // Slot 0: everything sent is marked; slot 1: sent up to 50, marked at 40; slot 2:
+        // sent up to 70, marked at 60.
+        let markers = vec![Some((30, 0)), Some((40, 1)), Some((60, 0))];
+        let (skip, from, db) = plan_resume(&markers, &[30, 50, 70], (80, 2)).unwrap();
+        assert_eq!(skip, vec![80, 40, 60]);
+        assert_eq!((from, db), (40, 1));
+        assert_eq!(plan_resume(&[Some((1, 0)), None], &[1, 1], (5, 0)), None);
+        let mut sm = SlotMarkers::new(crate::cluster::KeyFinder::default());
+        sm.resume(skip, 80);
+        assert!(sm.skip(&Slots::One(1), 40));
+        assert!(!sm.skip(&Slots::One(1), 45));
+        assert!(sm.skip(&Slots::One(0), 75));
+        assert!(!sm.skip(&Slots::Many(vec![0, 1]), 45));
+        assert!(!sm.skip(&Slots::One(0), 81), "beyond the failed run");
     }
 
     #[test]

@@ -256,7 +256,7 @@ impl Side {
             message: format!("SCAN: {m}"),
         })?;
         // ferry's own failover marker on a target given by sentinels is not data.
-        keys.retain(|k| k != crate::target::failover::MARKER_KEY);
+        keys.retain(|k| !crate::target::failover::is_marker_key(k));
         Ok((next, keys))
     }
 

@@ -23,6 +23,8 @@ pub struct Cluster {
     /// Masters first (in slot order at start), then replicas.
     pub nodes: Vec<Server>,
     pub masters: usize,
+    /// Ports of nodes crashed by the test ([`Cluster::crash`]).
+    pub down: std::sync::Mutex<std::collections::BTreeSet<u16>>,
 }
 
 /// CRC16/XMODEM, bit by bit (the spec's reference algorithm), and the hash-tag rule.
@@ -103,6 +105,7 @@ impl Cluster {
             spec: spec.clone(),
             nodes,
             masters,
+            down: Default::default(),
         };
         for i in 0..masters {
             let (a, b) = (i * 16384 / masters, (i + 1) * 16384 / masters - 1);
@@ -172,9 +175,35 @@ impl Cluster {
 
     /// Waits until every node says `cluster_state:ok`, every replica is in sync and every
     /// node's view of the masters agrees.
+    /// Kills a node with SIGKILL (a crash); the harness then leaves it out.
+    pub fn crash(&self, port: u16) {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("a node");
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &n.pid().to_string()])
+            .status();
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port);
+    }
+
+    /// The nodes not crashed.
+    pub fn alive(&self) -> impl Iterator<Item = &Server> {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.nodes.iter().filter(move |n| !down.contains(&n.port()))
+    }
+
+    fn seed(&self) -> &Server {
+        self.alive().next().expect("a live node")
+    }
+
     pub fn wait_ok(&self) {
         wait_until("cluster_state:ok on every node", || {
-            self.nodes.iter().all(|n| {
+            self.alive().all(|n| {
                 let text = n
                     .client()
                     .cmd_str(&["CLUSTER", "INFO"])
@@ -184,31 +213,26 @@ impl Cluster {
             })
         });
         wait_until("replicas linked", || {
-            self.nodes.iter().all(|n| {
+            self.alive().all(|n| {
                 let r = n.client().info("replication");
                 r.get("role").map(String::as_str) != Some("slave")
                     || r.get("master_link_status").map(String::as_str) == Some("up")
             })
         });
         wait_until("one slot map on every node", || {
-            let maps: Vec<_> = self
-                .nodes
-                .iter()
-                .map(|n| slot_owners(&mut n.client()))
-                .collect();
+            let maps: Vec<_> = self.alive().map(|n| slot_owners(&mut n.client())).collect();
             maps.windows(2).all(|w| w[0] == w[1]) && maps[0].len() == 16384
         });
     }
 
     /// The URL of the first node (the seed given to ferry).
     pub fn url(&self) -> String {
-        self.nodes[0].url()
+        self.seed().url()
     }
 
     /// The servers that are masters now.
     pub fn current_masters(&self) -> Vec<&Server> {
-        self.nodes
-            .iter()
+        self.alive()
             .filter(|n| {
                 n.client()
                     .info("replication")
@@ -221,23 +245,29 @@ impl Cluster {
 
     /// The server that owns `slot` now.
     pub fn owner(&self, slot: u16) -> &Server {
-        let owners = slot_owners(&mut self.nodes[0].client());
+        let owners = slot_owners(&mut self.seed().client());
         let port = owners[&slot];
-        self.nodes
-            .iter()
+        self.alive()
             .find(|n| n.port() == port)
             .expect("owner is one of ours")
     }
 
     /// For each slot, the index in `nodes` of the master serving it now (a snapshot).
     pub fn slot_nodes(&self) -> Vec<usize> {
-        let owners = slot_owners(&mut self.nodes[0].client());
+        let owners = slot_owners(&mut self.seed().client());
         (0..16384u16)
             .map(|slot| {
                 let port = owners.get(&slot).copied().unwrap_or(0);
                 self.nodes
                     .iter()
-                    .position(|n| n.port() == port)
+                    .position(|n| {
+                        n.port() == port
+                            && !self
+                                .down
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .contains(&port)
+                    })
                     .unwrap_or(0)
             })
             .collect()
@@ -246,7 +276,7 @@ impl Cluster {
     /// A client that follows the cluster.
     pub fn client(&self) -> ClusterClient {
         ClusterClient {
-            seed: self.nodes[0].port(),
+            seed: self.seed().port(),
             conns: BTreeMap::new(),
             owners: BTreeMap::new(),
         }
