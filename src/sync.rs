@@ -1314,7 +1314,9 @@ impl StreamPump {
                     let mut sm = slots
                         .as_ref()
                         .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
-                    let sl = sm.as_ref().map(|sm| {
+                    // PUBLISH changes no data (and has no key: it would count as every slot).
+                    let publish = matches!(&name[..], b"PUBLISH" | b"SPUBLISH");
+                    let sl = sm.as_ref().filter(|_| !publish).map(|sm| {
                         let argv: Vec<&[u8]> = args
                             .iter()
                             .map(|f| f.as_bytes().unwrap_or_default())
