@@ -49,6 +49,9 @@ pub struct SyncOptions {
     /// `/healthz` turns red after the source link is down, or the target makes no
     /// progress, for this long.
     pub healthz_timeout: Duration,
+    /// For one shard of a cluster source: the slot ranges it serves there (its failover
+    /// markers on a cluster target cover those). `None`: every slot.
+    pub marker_slots: Option<Vec<(u16, u16)>>,
 }
 
 /// `[sync] heartbeat_interval` and `heartbeat_key`.
@@ -125,6 +128,7 @@ impl SyncOptions {
             progress_bar: false,
             healthz_timeout: Duration::from_secs_f64(cfg.status.healthz_timeout),
             sink: cfg.sink_options()?,
+            marker_slots: None,
         })
     }
 }
@@ -201,7 +205,7 @@ pub async fn run(
                     SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
                 })?;
             let sm = sm.lock().unwrap_or_else(|p| p.into_inner());
-            match failover::plan_resume(&markers, sm.sent_offsets(), sm.cut()) {
+            match failover::plan_resume(&markers, sm.sent_offsets(), sm.cut(), |s| sm.keeps(s)) {
                 Some((skip, offset, db)) => {
                     let until = sm.cut().0;
                     info!(offset, until, db, "every slot has a master: asking the source for its stream again from the oldest failover marker still needed");
@@ -342,9 +346,7 @@ async fn run_once(
     let mut pump = StreamPump::new(opts.max_command, &target_info);
     pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
     pump.data_offset = Some(data_offset);
-    pump.marker = opts.writer.endpoint.sentinel.is_some()
-        && !writer.is_cluster()
-        && !opts.sink.db_map.has_prefix();
+    pump.marker = opts.writer.endpoint.sentinel.is_some() && !writer.is_cluster();
     // The sentinels are asked every second whether the target's master moved.
     let moved =
         opts.writer.endpoint.sentinel.is_some().then(|| {
@@ -365,12 +367,12 @@ async fn run_once(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .enabled = true;
-            // (Not with key prefixes from `db_map`: they would rename the markers.)
-            let plain = opts.sink.shard.is_none() && !opts.sink.db_map.has_prefix();
-            if let Some(c) = writer.cluster().filter(|_| plain) {
-                // A cluster target can lose a master: per-slot failover markers.
+            if let Some(c) = writer.cluster() {
+                // A cluster target can lose a master: per-slot failover markers (for a
+                // shard of a cluster source, of the slots it serves there).
                 let sm = Arc::new(std::sync::Mutex::new(failover::SlotMarkers::new(
                     finder.clone(),
+                    opts.marker_slots.as_deref(),
                 )));
                 pump.slots = Some(sm.clone());
                 st.slots = Some(sm);

@@ -112,6 +112,7 @@ pub async fn run(
     for (i, source) in sources.into_iter().enumerate() {
         let mut o = opts.clone();
         o.replica.endpoint = source;
+        o.marker_slots = Some(topo.masters[i].slots.clone());
         o.replica.spool_dir = opts.replica.spool_dir.join(format!("shard-{i}"));
         o.sink.shard = Some((i, guard.clone()));
         let st = Status::new(o.replica.endpoint.to_string(), status.snapshot().target);

@@ -457,8 +457,32 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     let writer = std::thread::spawn(move || cluster_workload(addr, u64::MAX, 29, &spec2, &stop2));
     std::thread::sleep(Duration::from_millis(1000));
 
-    // The master of a slot the workload writes (not the seed node given to ferry).
-    let slot = slot_of(b"cw:ctr:1");
+    crash_a_master(&cluster, b"cw:ctr:1");
+    stop.store(true, Ordering::Relaxed);
+    let ops = writer.join().expect("workload");
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    let log = ferry.log.clone();
+    ferry_proc::stop(ferry);
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("from the oldest failover marker still needed"),
+        "{text}"
+    );
+    eprintln!(
+        "master crash: {} keys equal after {ops} writes; {}",
+        actual.keys.len(),
+        status["last_error"]
+    );
+}
+
+/// Crashes the master of `key`'s slot (not the seed node given to ferry) so that it loses
+/// writes: its replica is stopped (SIGSTOP) for 400 ms first, the master killed
+/// (SIGKILL), the replica resumed; returns once the replica took over the slots.
+fn crash_a_master(cluster: &Cluster, key: &[u8]) {
+    let slot = slot_of(key);
     let mut victim = cluster.owner(slot).port();
     if victim == cluster.nodes[0].port() {
         victim = cluster.owner(slot_of(b"cw:l:1")).port();
@@ -497,14 +521,36 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     }
     cluster.wait_ok();
     std::thread::sleep(Duration::from_millis(1500));
+}
 
-    stop.store(true, Ordering::Relaxed);
-    let ops = writer.join().expect("workload");
-    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
-    let log = ferry.log.clone();
-    ferry_proc::stop(ferry);
-    let expected = read_back(&mut source.client(), &spec, &[0]);
-    let actual = cluster.read_back();
+/// A cluster source into a cluster target whose master crashes: every shard's stream
+/// resumes from its own markers (those of the slots it serves on the source).
+#[test]
+fn target_master_crash_with_a_cluster_source_redis_7_2() {
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let src = Cluster::start(&spec, 3, 0);
+    let dst = Cluster::start(&spec, 3, 1);
+    fill_cluster(&src, 2000);
+    let dir = TempDir::new("cluster-cluster-crash");
+    let stop = AtomicBool::new(false);
+    let (ops, log) = std::thread::scope(|s| {
+        let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
+        ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
+        let w = s.spawn(|| cluster_source_workload(&src, &stop, u64::MAX));
+        std::thread::sleep(Duration::from_millis(1000));
+        crash_a_master(&dst, b"w:ctr:1");
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+        let ops = w.join().expect("workload");
+        ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
+        let log = ferry.log.clone();
+        ferry_proc::stop(ferry);
+        (ops, log)
+    });
+    let expected = src.read_back();
+    let actual = dst.read_back();
     assert_models_equal(&expected, &actual, 1_000);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
@@ -512,9 +558,8 @@ fn target_master_crash_during_the_stream_redis_7_2() {
         "{text}"
     );
     eprintln!(
-        "master crash: {} keys equal after {ops} writes; {}",
-        actual.keys.len(),
-        status["last_error"]
+        "cluster source, target master crash: {} keys equal after {ops} writes",
+        actual.keys.len()
     );
 }
 

@@ -300,6 +300,8 @@ impl Slots {
 /// The per-slot marker state of a stream into a cluster target.
 pub struct SlotMarkers {
     finder: crate::cluster::KeyFinder,
+    /// The slots this stream keeps markers for (`None`: all).
+    owned: Option<Vec<bool>>,
     /// Per slot: the offset after the last command sent for it.
     sent: Vec<u64>,
     /// Per slot: the offset of its last marker.
@@ -315,9 +317,21 @@ pub struct SlotMarkers {
 }
 
 impl SlotMarkers {
-    pub fn new(finder: crate::cluster::KeyFinder) -> SlotMarkers {
+    /// `owned`: the slot ranges whose markers this stream keeps (`None`: all; a shard of
+    /// a cluster source keeps those it serves there).
+    pub fn new(finder: crate::cluster::KeyFinder, owned: Option<&[(u16, u16)]>) -> SlotMarkers {
+        let owned = owned.map(|ranges| {
+            let mut v = vec![false; crate::cluster::SLOTS];
+            for &(a, b) in ranges {
+                for s in a..=b.min(crate::cluster::SLOTS as u16 - 1) {
+                    v[s as usize] = true;
+                }
+            }
+            v
+        });
         SlotMarkers {
             finder,
+            owned,
             sent: vec![0; crate::cluster::SLOTS],
             marked: vec![0; crate::cluster::SLOTS],
             dirty: Vec::new(),
@@ -399,11 +413,20 @@ impl SlotMarkers {
         self.marked[slot as usize] = offset;
     }
 
-    /// Every slot needs a marker (the snapshot was applied at `offset`).
+    /// Every slot of this stream needs a marker (the snapshot was applied at `offset`).
     pub fn all_dirty(&mut self, offset: u64) {
-        self.sent.iter_mut().for_each(|s| *s = offset);
-        self.is_dirty.iter_mut().for_each(|d| *d = true);
-        self.dirty = (0..crate::cluster::SLOTS as u16).collect();
+        for s in 0..crate::cluster::SLOTS {
+            if self.owned.as_ref().is_none_or(|o| o[s]) {
+                self.sent[s] = offset;
+                self.is_dirty[s] = true;
+                self.dirty.push(s as u16);
+            }
+        }
+    }
+
+    /// Whether the markers of `slot` are this stream's: it serves the slot, or sent to it.
+    pub fn keeps(&self, slot: u16) -> bool {
+        self.owned.as_ref().is_none_or(|o| o[slot as usize]) || self.sent[slot as usize] > 0
     }
 
     /// The slots that need a marker now (and forgets them).
@@ -512,10 +535,16 @@ pub fn plan_resume(
     markers: &[Option<(u64, u32)>],
     sent: &[u64],
     cut: (u64, u32),
+    keeps: impl Fn(u16) -> bool,
 ) -> Option<(Vec<u64>, u64, u32)> {
     let mut skip = Vec::with_capacity(markers.len());
     let mut from = cut;
-    for (m, &sent) in markers.iter().zip(sent) {
+    for (slot, (m, &sent)) in markers.iter().zip(sent).enumerate() {
+        if !keeps(slot as u16) {
+            // Another shard's slot: nothing of this stream went there.
+            skip.push(cut.0);
+            continue;
+        }
         let (off, db) = (*m)?;
         if sent <= off {
             // Everything sent to this slot is there.
@@ -603,11 +632,22 @@ mod tests {
         // Slot 0: everything sent is marked; slot 1: sent up to 50, marked at 40; slot 2:
         // sent up to 70, marked at 60.
         let markers = vec![Some((30, 0)), Some((40, 1)), Some((60, 0))];
-        let (skip, from, db) = plan_resume(&markers, &[30, 50, 70], (80, 2)).unwrap();
+        let (skip, from, db) = plan_resume(&markers, &[30, 50, 70], (80, 2), |_| true).unwrap();
         assert_eq!(skip, vec![80, 40, 60]);
         assert_eq!((from, db), (40, 1));
-        assert_eq!(plan_resume(&[Some((1, 0)), None], &[1, 1], (5, 0)), None);
-        let mut sm = SlotMarkers::new(crate::cluster::KeyFinder::default());
+        assert_eq!(
+            plan_resume(&[Some((1, 0)), None], &[1, 1], (5, 0), |_| true),
+            None
+        );
+        // A slot of another shard: its missing marker does not matter.
+        assert_eq!(
+            plan_resume(&[Some((1, 0)), None], &[1, 0], (5, 0), |s| s == 0),
+            Some((vec![5, 5], 5, 0))
+        );
+        let mut sm = SlotMarkers::new(crate::cluster::KeyFinder::default(), Some(&[(0, 1)]));
+        sm.all_dirty(7);
+        assert_eq!(sm.take_dirty(), vec![0, 1]);
+        assert!(sm.keeps(1) && !sm.keeps(2));
         sm.resume(skip, 80);
         assert!(sm.skip(&Slots::One(1), 40));
         assert!(!sm.skip(&Slots::One(1), 45));

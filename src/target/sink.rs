@@ -391,7 +391,10 @@ impl Sink {
                 .unwrap_or_default();
             let mut owned: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
             for i in pos {
-                owned[i] = [p, args[i]].concat();
+                // ferry's failover markers keep their names (they are read back by them).
+                if !super::failover::is_marker_key(args[i]) {
+                    owned[i] = [p, args[i]].concat();
+                }
             }
             resp::encode_command(&mut out, &owned);
         }
