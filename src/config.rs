@@ -280,6 +280,9 @@ pub struct AdvancedSection {
     pub connect_timeout_ms: u64,
     /// How often a cluster target's slot map is read again, milliseconds.
     pub cluster_refresh_ms: u64,
+    /// Worker threads of `sync`, `reverse` and `cutover`: 1 runs everything on one thread
+    /// (the fastest where ferry shares a few cores with the servers), 0 one per core.
+    pub threads: usize,
 }
 
 impl Default for AdvancedSection {
@@ -289,6 +292,7 @@ impl Default for AdvancedSection {
             max_element: 512 << 20,
             connect_timeout_ms: crate::source::replica::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
             cluster_refresh_ms: 10_000,
+            threads: 1,
         }
     }
 }

@@ -10,10 +10,19 @@ use ferry::rdb::DecoderConfig;
 
 /// The runtime of the sync commands: two workers (the link's reader and the rest). `None`
 /// (after saying why) when it cannot start.
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
+/// The runtime of `sync`, `reverse` and `cutover`: `[advanced] threads` worker threads; 1
+/// (the default) runs everything on the calling thread, 0 one worker per core.
+fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    let mut b = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    b.enable_all()
         .build()
         .map_err(|e| eprintln!("ferry: cannot start the runtime: {e}"))
         .ok()
@@ -83,6 +92,7 @@ fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let threads = config.advanced.threads;
     let opts = ferry::cutover::CutoverOptions {
         config,
         max_lag_bytes: args.max_lag_bytes,
@@ -95,7 +105,7 @@ fn cutover(args: ferry::cli::CutoverArgs) -> ExitCode {
         writers_stopped: args.writers_stopped,
         reverse_status,
     };
-    let Some(rt) = runtime() else {
+    let Some(rt) = runtime(threads) else {
         return ExitCode::from(2);
     };
     let result = rt.block_on(async move {
@@ -343,7 +353,8 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
     let drain_timeout = opts.drain_timeout;
     let source_cluster = cfg.source_cluster();
 
-    let Some(rt) = runtime() else {
+    let threads = cfg.advanced.threads;
+    let Some(rt) = runtime(threads) else {
         return ExitCode::from(2);
     };
     let result = rt.block_on(async move {
