@@ -449,6 +449,11 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     };
     let cluster = Cluster::start(&spec, 3, 1);
     let source = source_with_data(&spec, false);
+    // The source keeps the stream of the whole outage (node timeout + failover) in its
+    // backlog, so ferry resumes from its markers rather than copying everything again.
+    source
+        .client()
+        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
     let dir = TempDir::new("cluster-crash");
     let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
     ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
@@ -532,6 +537,10 @@ fn target_master_crash_with_a_cluster_source_redis_7_2() {
     };
     let src = Cluster::start(&spec, 3, 0);
     let dst = Cluster::start(&spec, 3, 1);
+    for m in src.current_masters() {
+        m.client()
+            .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
+    }
     fill_cluster(&src, 2000);
     let dir = TempDir::new("cluster-cluster-crash");
     let stop = AtomicBool::new(false);
