@@ -1250,18 +1250,44 @@ impl StreamPump {
                             sm.processed(end, self.cur_db);
                             return Ok(());
                         }
-                        if let (failover::Slots::One(slot), Some(id)) =
-                            (&sl, self.replid.as_deref())
-                        {
-                            failover::slot_marker_command(
-                                &mut m.bytes,
-                                *slot,
-                                id,
-                                end,
-                                self.cur_db,
-                            );
-                            m.n += 1;
-                            sm.marked(*slot, end);
+                        match (&sl, self.replid.as_deref()) {
+                            (failover::Slots::One(slot), Some(id)) => {
+                                failover::slot_marker_command(
+                                    &mut m.bytes,
+                                    *slot,
+                                    id,
+                                    end,
+                                    self.cur_db,
+                                );
+                                m.n += 1;
+                                sm.marked(*slot, end);
+                            }
+                            (failover::Slots::Many(slots), Some(id)) => {
+                                // The cluster splits it per slot: each part carries its
+                                // slot's marker, and a replay leaves out the parts a slot
+                                // has already.
+                                if let Some((b, n)) = sm.without_done(&m.bytes, m.n, end) {
+                                    m.bytes = b;
+                                    m.n = n;
+                                }
+                                let open: Vec<u16> = slots
+                                    .iter()
+                                    .copied()
+                                    .filter(|&s| !sm.done(s, end))
+                                    .collect();
+                                for slot in open {
+                                    failover::slot_marker_command(
+                                        &mut m.bytes,
+                                        slot,
+                                        id,
+                                        end,
+                                        self.cur_db,
+                                    );
+                                    m.n += 1;
+                                    sm.marked(slot, end);
+                                }
+                            }
+                            _ => {}
                         }
                         sm.sent(&sl, end);
                         sm.processed(end, self.cur_db);

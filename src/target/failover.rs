@@ -395,6 +395,42 @@ impl SlotMarkers {
         all
     }
 
+    /// Whether `slot` has the command ending at `end` already (a resume after a failover).
+    pub fn done(&self, slot: u16, end: u64) -> bool {
+        self.skip
+            .as_ref()
+            .is_some_and(|(skip, until)| end <= *until && end <= skip[slot as usize])
+    }
+
+    /// A source transaction (`MULTI` and its `n - 1` commands, no `EXEC` yet) ending at
+    /// `end`, without the commands whose slots have it already (a resume after a
+    /// failover: the transaction is split per slot on the cluster, so a failover can leave
+    /// it applied in some slots and not in others). `None`: keep it whole.
+    pub fn without_done(&self, bytes: &[u8], n: u32, end: u64) -> Option<(Vec<u8>, u32)> {
+        self.skip.as_ref()?;
+        let ranges = super::cmd::split_commands(bytes, n as usize)?;
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut kept = 0;
+        for r in ranges {
+            let args = super::cmd::command_args(&bytes[r.clone()]);
+            let name = args
+                .first()
+                .map(|a| a.to_ascii_uppercase())
+                .unwrap_or_default();
+            let done = !matches!(&name[..], b"MULTI" | b"SELECT")
+                && match self.slots_of(&args) {
+                    Some(Slots::One(s)) => self.done(s, end),
+                    Some(Slots::Many(v)) => v.iter().all(|&s| self.done(s, end)),
+                    _ => false,
+                };
+            if !done {
+                out.extend_from_slice(&bytes[r]);
+                kept += 1;
+            }
+        }
+        Some((out, kept))
+    }
+
     /// A command ending at `end` was sent for `slots`.
     pub fn sent(&mut self, slots: &Slots, end: u64) {
         let (sent, dirty, is_dirty) = (&mut self.sent, &mut self.dirty, &mut self.is_dirty);
