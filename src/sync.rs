@@ -199,11 +199,16 @@ pub async fn run(
             status.update(|s| s.last_error = Some(format!("target failover: {e}")));
             let mut seeds = st.masters.clone();
             seeds.insert(0, opts.writer.endpoint.clone());
-            let markers = failover::wait_for_cluster(&seeds, &replid, FAILOVER_WAIT)
+            let mut markers = failover::wait_for_cluster(&seeds, &replid, FAILOVER_WAIT)
                 .await
                 .map_err(|m| {
                     SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
                 })?;
+            for m in markers.iter_mut() {
+                if m.is_some_and(|(o, _)| o < st.base) {
+                    *m = None;
+                }
+            }
             let sm = sm.lock().unwrap_or_else(|p| p.into_inner());
             match failover::plan_resume(&markers, sm.sent_offsets(), sm.cut(), |s| sm.keeps(s)) {
                 Some((skip, offset, db)) => {
@@ -232,7 +237,7 @@ pub async fn run(
                 Ok(x) => x,
                 Err(m) => return Err(SyncError::Target(format!("{e}; and no new master: {m}"))),
             };
-        match offset {
+        match offset.filter(|&(o, _)| o >= st.base) {
             Some((o, db)) => {
                 info!(master = %master.addr(), offset = o, db, "new target master: asking the source for its stream again from the failover marker");
                 resume = Some(ResumeAfterFailover {
@@ -248,6 +253,16 @@ pub async fn run(
     }
 }
 
+/// A task stopped when this is dropped: a run that ends early (an error returned with `?`)
+/// leaves nothing behind when `run` starts the next one after a failover.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a failed sync waits for the sentinels to name a working target master.
 const FAILOVER_WAIT: Duration = Duration::from_secs(60);
 
@@ -260,6 +275,9 @@ struct RunState {
     streaming: bool,
     /// The target master written to.
     target: Option<Endpoint>,
+    /// The offset the current history on the target starts at (the snapshot's, or the
+    /// resume's): older markers are not trusted.
+    base: u64,
     /// A cluster target: its masters at start, and the per-slot markers.
     masters: Vec<Endpoint>,
     slots: Option<Arc<std::sync::Mutex<failover::SlotMarkers>>>,
@@ -326,18 +344,18 @@ async fn run_once(
     let link_starts = Arc::new(AtomicU64::new(0));
     // The link's counters move while the loop below waits on a slow target: refresh them
     // in /status from a task of their own.
-    let refresher = tokio::spawn(refresh_link_status(
+    let refresher = AbortOnDrop(tokio::spawn(refresh_link_status(
         link.stats(),
         applied.clone(),
         link_starts.clone(),
         status.clone(),
-    ));
+    )));
     let heartbeat = opts.heartbeat.clone().map(|hb| {
-        tokio::spawn(write_heartbeats(
+        AbortOnDrop(tokio::spawn(write_heartbeats(
             opts.replica.endpoint.clone(),
             hb,
             opts.replica.connect_timeout,
-        ))
+        )))
     });
     let mut lag = HeartbeatLag::new(opts.heartbeat.as_ref().map(|h| h.interval));
     let mut bar: Option<indicatif::ProgressBar> = None;
@@ -367,7 +385,9 @@ async fn run_once(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .enabled = true;
-            if let Some(c) = writer.cluster() {
+            // (Not with `db_map` key prefixes: a prefixed key lies in another slot than the
+            // source key, so the slot of a command is not known here.)
+            if let Some(c) = writer.cluster().filter(|_| !opts.sink.db_map.has_prefix()) {
                 // A cluster target can lose a master: per-slot failover markers (for a
                 // shard of a cluster source, of the slots it serves there).
                 let sm = Arc::new(std::sync::Mutex::new(failover::SlotMarkers::new(
@@ -469,6 +489,9 @@ async fn run_once(
                         replid = Some(id.clone());
                         pump.replid = Some(id.clone());
                         st.replid = Some(id.clone());
+                        // Markers below this offset are another history's (an earlier run).
+                        st.base = offset;
+                        st.streaming = false;
                         if opts.progress_bar {
                             bar = Some(new_bar());
                         }
@@ -552,6 +575,16 @@ async fn run_once(
                             if let (Some(sm), Some((skip, until))) = (&pump.slots, resume_skip.take()) {
                                 sm.lock().unwrap_or_else(|p| p.into_inner()).resume(skip, until);
                             }
+                            st.base = offset;
+                            // A shard of a cluster source: what it had published before the
+                            // failover is not all on the new master; it is up to `offset`.
+                            writer.restart_shard();
+                            writer.publish_applied(offset);
+                            if opts.once {
+                                let t = source_offset(&opts.replica.endpoint, opts.replica.connect_timeout).await
+                                    .map_err(SyncError::Source)?;
+                                once_target = Some(t);
+                            }
                             st.streaming = true;
                             status.update(|s| {
                                 s.set_phase(Phase::Stream);
@@ -577,7 +610,7 @@ async fn run_once(
     // Drain: everything sent is acknowledged before we report the offset, within the
     // drain timeout (what is not acknowledged by then is simply not counted as applied).
     if let Some(h) = heartbeat {
-        h.abort();
+        h.0.abort();
     }
     if let Some(b) = bar.take() {
         b.finish_and_clear();
@@ -602,7 +635,7 @@ async fn run_once(
     applied.store(a, Ordering::Relaxed);
     update_status(&status, &link, &writer, &pump, snapshot.as_ref());
     status.update(|s| s.set_phase(Phase::Stopped));
-    refresher.abort();
+    refresher.0.abort();
     if tokio::time::timeout(Duration::from_secs(2), link.shutdown())
         .await
         .is_err()
@@ -1030,6 +1063,8 @@ impl StreamPump {
         self.processed = offset;
         self.multi = None;
         self.started = true;
+        // A new history on the target: its first marker is due at once.
+        self.marked = 0;
     }
 
     /// Writes the failover marker when the stream moved since the last one (per slot
@@ -1088,7 +1123,16 @@ impl StreamPump {
                 return Ok(());
             }
             // Every slot: a run that resumed after a failover found them all written.
-            for slot in 0..crate::cluster::SLOTS as u16 {
+            let kept: Vec<u16> = {
+                let sm = self
+                    .slots
+                    .as_ref()
+                    .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+                (0..crate::cluster::SLOTS as u16)
+                    .filter(|&s| sm.as_ref().is_none_or(|sm| sm.keeps(s)))
+                    .collect()
+            };
+            for slot in kept {
                 let key = failover::slot_marker_key(slot);
                 let mut b = Vec::new();
                 resp::encode_command(&mut b, &[b"DEL".as_slice(), &key]);
@@ -1247,6 +1291,7 @@ impl StreamPump {
                         let sl = m.slots.clone().unwrap_or(failover::Slots::All);
                         if sm.skip(&sl, end) {
                             self.processed = end;
+                            sm.sent(&sl, end);
                             sm.processed(end, self.cur_db);
                             return Ok(());
                         }
@@ -1337,6 +1382,7 @@ impl StreamPump {
                     }
                     None => raw,
                 };
+                let mut replay_parts: Vec<Vec<u8>> = Vec::new();
                 let (raw, n) = {
                     let slots = self.slots.clone();
                     let mut sm = slots
@@ -1366,9 +1412,39 @@ impl StreamPump {
                         (Some(sm), Some(sl)) => {
                             if sm.skip(&sl, end) {
                                 // A resume after a failover: the slot has it already.
+                                sm.sent(&sl, end);
                                 sm.processed(end, self.cur_db);
                                 self.processed = end;
                                 return Ok(());
+                            }
+                            if let failover::Slots::Many(v) = &sl {
+                                if v.iter().any(|&s| sm.done(s, end)) {
+                                    // Some of its slots have it: only the other slots' parts.
+                                    let argv: Vec<&[u8]> = args
+                                        .iter()
+                                        .map(|f| f.as_bytes().unwrap_or_default())
+                                        .collect();
+                                    match sm.open_parts(&argv, end) {
+                                        Some(parts) => {
+                                            sm.sent(&sl, end);
+                                            sm.processed(end, self.cur_db);
+                                            replay_parts = parts;
+                                        }
+                                        None => warn!(
+                                            offset = end,
+                                            "a command whose slots only partly have it after the failover cannot be split; sent whole"
+                                        ),
+                                    }
+                                }
+                            }
+                            if matches!(sl, failover::Slots::All)
+                                && (0..crate::cluster::SLOTS as u16).any(|s| sm.done(s, end))
+                            {
+                                warn!(
+                                    offset = end,
+                                    command = %String::from_utf8_lossy(&name),
+                                    "a command for every slot that some slots already have is applied again after the failover"
+                                );
                             }
                             let wrapped = match (&sl, self.replid.as_deref()) {
                                 (failover::Slots::One(slot), Some(id))
@@ -1402,6 +1478,17 @@ impl StreamPump {
                         _ => (raw, 1),
                     }
                 };
+                if !replay_parts.is_empty() {
+                    for part in replay_parts {
+                        writer
+                            .send(send(Bytes::from(part), 1, self.cur_db, end))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    self.note_data(end);
+                    self.processed = end;
+                    return Ok(());
+                }
                 let (raw, n) = match (self.marker, self.replid.as_deref()) {
                     (true, Some(id)) if n == 1 && !failover::replay_safe(&name, args) => {
                         // Applied twice it would differ: it carries its own marker.
