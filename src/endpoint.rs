@@ -41,6 +41,18 @@ pub struct EndpointError {
 }
 
 impl Endpoint {
+    /// Another node of the same cluster: these credentials and TLS settings at `addr`,
+    /// db 0, no sentinels.
+    pub fn node(&self, addr: &crate::cluster::NodeAddr) -> Endpoint {
+        Endpoint {
+            host: addr.host.clone(),
+            port: addr.port,
+            db: None,
+            sentinel: None,
+            ..self.clone()
+        }
+    }
+
     /// Parses `redis://…` / `rediss://…`; a bare `host:port` is taken as `redis://host:port`.
     pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
         if let Some(rest) = text.strip_prefix("redis-sentinel://") {

@@ -253,6 +253,19 @@ pub async fn run(
     }
 }
 
+/// A command on the failover marker of `slot` (a cluster target: routed by that key).
+fn slot_marker_cmd(slot: u16, bytes: Vec<u8>, tag: u64) -> Cmd {
+    Cmd {
+        db: Some(0),
+        bytes: Bytes::from(bytes),
+        n: 1,
+        tag,
+        kind: CmdKind::Data {
+            key: Some(Bytes::from(failover::slot_marker_key(slot))),
+        },
+    }
+}
+
 /// A task stopped when this is dropped: a run that ends early (an error returned with `?`)
 /// leaves nothing behind when `run` starts the next one after a failover.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -400,13 +413,7 @@ async fn run_once(
                     .topology()
                     .masters
                     .iter()
-                    .map(|m| Endpoint {
-                        host: m.addr.host.clone(),
-                        port: m.addr.port,
-                        db: None,
-                        sentinel: None,
-                        ..opts.writer.endpoint.clone()
-                    })
+                    .map(|m| opts.writer.endpoint.node(&m.addr))
                     .collect();
             }
             pump.recent = Some((status.clone(), finder));
@@ -1082,15 +1089,7 @@ impl StreamPump {
                     .unwrap_or_else(|p| p.into_inner())
                     .marked(slot, self.processed);
                 writer
-                    .send(Cmd {
-                        db: Some(0),
-                        bytes: Bytes::from(b),
-                        n: 1,
-                        tag: self.processed,
-                        kind: CmdKind::Data {
-                            key: Some(Bytes::from(failover::slot_marker_key(slot))),
-                        },
-                    })
+                    .send(slot_marker_cmd(slot, b, self.processed))
                     .await?;
             }
             return Ok(());
@@ -1133,19 +1132,13 @@ impl StreamPump {
                     .collect()
             };
             for slot in kept {
-                let key = failover::slot_marker_key(slot);
                 let mut b = Vec::new();
-                resp::encode_command(&mut b, &[b"DEL".as_slice(), &key]);
+                resp::encode_command(
+                    &mut b,
+                    &[b"DEL".as_slice(), &failover::slot_marker_key(slot)],
+                );
                 writer
-                    .send(Cmd {
-                        db: Some(0),
-                        bytes: Bytes::from(b),
-                        n: 1,
-                        tag: self.processed,
-                        kind: CmdKind::Data {
-                            key: Some(Bytes::from(key)),
-                        },
-                    })
+                    .send(slot_marker_cmd(slot, b, self.processed))
                     .await?;
             }
             return writer.flush().await;

@@ -84,16 +84,7 @@ pub async fn run(
         "cluster source: one replica link per master"
     );
 
-    let sources: Vec<Endpoint> = topo
-        .masters
-        .iter()
-        .map(|m| Endpoint {
-            host: m.addr.host.clone(),
-            port: m.addr.port,
-            db: None,
-            ..ep.clone()
-        })
-        .collect();
+    let sources: Vec<Endpoint> = topo.masters.iter().map(|m| ep.node(&m.addr)).collect();
     let guard = Arc::new(MigrationGuard::new(sources.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut outer = shutdown.clone();

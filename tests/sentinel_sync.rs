@@ -76,6 +76,46 @@ impl Sentinel {
         Some(c)
     }
 
+    /// Waits until the sentinel knows the master's replica (from the master's INFO).
+    fn wait_for_replica(&self) {
+        let t0 = Instant::now();
+        while self.try_client().map(|mut c| {
+            c.cmd_str(&["SENTINEL", "replicas", "m"])
+                .as_array()
+                .map_or(0, |a| a.len())
+        }) != Some(1)
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "sentinel never saw the replica"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `SENTINEL FAILOVER`, then waits until `to` is the master the sentinel names and
+    /// says so itself.
+    fn fail_over_to(&self, to: &Server) {
+        self.try_client()
+            .expect("sentinel")
+            .ok(&["SENTINEL", "FAILOVER", "m"]);
+        let t0 = Instant::now();
+        while self.master_port() != Some(to.port())
+            || to
+                .client()
+                .info("replication")
+                .get("role")
+                .map(String::as_str)
+                != Some("master")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the failover did not happen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn master_port(&self) -> Option<u16> {
         let r = self
             .try_client()?
@@ -112,20 +152,7 @@ fn source_failover_through_sentinel_redis_7_2() {
     );
     let s1 = Sentinel::start(&spec, master.port());
     let s2 = Sentinel::start(&spec, master.port());
-    let t0 = Instant::now();
-    // The sentinels learn the replica from the master's INFO.
-    while s1.try_client().map(|mut c| {
-        c.cmd_str(&["SENTINEL", "replicas", "m"])
-            .as_array()
-            .map_or(0, |a| a.len())
-    }) != Some(1)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "sentinel never saw the replica"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s1.wait_for_replica();
     let target = Server::start(&spec, &[]);
     fill(&mut master.client(), &spec);
 
@@ -160,24 +187,7 @@ fn source_failover_through_sentinel_redis_7_2() {
     // (ferry is a replica too and acknowledges: both must have everything.)
     let acked = master.client().cmd_str(&["WAIT", "2", "5000"]).as_int();
     assert_eq!(acked, Some(2), "the replica is in step before the failover");
-    s1.try_client()
-        .expect("sentinel")
-        .ok(&["SENTINEL", "FAILOVER", "m"]);
-    let t0 = Instant::now();
-    while s1.master_port() != Some(replica.port())
-        || replica
-            .client()
-            .info("replication")
-            .get("role")
-            .map(String::as_str)
-            != Some("master")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the failover did not happen"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s1.fail_over_to(&replica);
     // Writes go on at the new master.
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, spec2) = (replica.addr(), spec.clone());
@@ -263,19 +273,7 @@ fn target_failover_through_sentinel_redis_7_2() {
         ],
     );
     let s1 = Sentinel::start(&spec, t1.port());
-    let t0 = Instant::now();
-    while s1.try_client().map(|mut c| {
-        c.cmd_str(&["SENTINEL", "replicas", "m"])
-            .as_array()
-            .map_or(0, |a| a.len())
-    }) != Some(1)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "sentinel never saw the replica"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s1.wait_for_replica();
     fill(&mut source.client(), &spec);
     let url = format!("redis-sentinel://127.0.0.1:{}/m", s1.port);
     let dir = TempDir::new("sentinel-target");
@@ -298,24 +296,7 @@ fn target_failover_through_sentinel_redis_7_2() {
         )
     });
     std::thread::sleep(Duration::from_millis(700));
-    s1.try_client()
-        .expect("sentinel")
-        .ok(&["SENTINEL", "FAILOVER", "m"]);
-    let t0 = Instant::now();
-    while s1.master_port() != Some(t2.port())
-        || t2
-            .client()
-            .info("replication")
-            .get("role")
-            .map(String::as_str)
-            != Some("master")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the failover did not happen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s1.fail_over_to(&t2);
     // Writes go on while the old master is turned into a replica and after.
     std::thread::sleep(Duration::from_millis(2500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

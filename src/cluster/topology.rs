@@ -178,7 +178,10 @@ pub fn parse_shards(reply: &Frame, fallback_host: &str) -> Result<Topology, Stri
             let health = nget("health").and_then(text).unwrap_or_default();
             if role == "master" {
                 let healthy = health != "fail";
-                if master.as_ref().is_none_or(|m| !m.2 && healthy) {
+                // Two healthy masters in a shard (a node that just became a replica can
+                // still be listed as one for a moment): the last one, as the server lists
+                // the current master after the others.
+                if healthy || master.as_ref().is_none_or(|m| !m.2) {
                     master = Some((addr, nget("id").and_then(text), healthy));
                 }
             } else if health != "fail" {

@@ -245,12 +245,7 @@ impl ClusterWriter {
             return Ok(i);
         }
         let mut cfg = self.cfg.clone();
-        cfg.endpoint = Endpoint {
-            host: addr.host.clone(),
-            port: addr.port,
-            db: None,
-            ..self.cfg.endpoint.clone()
-        };
+        cfg.endpoint = self.cfg.endpoint.node(addr);
         let writer = Writer::connect(cfg).await?;
         self.nodes.push(Node {
             addr: addr.clone(),
@@ -289,12 +284,7 @@ impl ClusterWriter {
             .topo
             .masters
             .iter()
-            .map(|m| Endpoint {
-                host: m.addr.host.clone(),
-                port: m.addr.port,
-                db: None,
-                ..self.cfg.endpoint.clone()
-            })
+            .map(|m| self.cfg.endpoint.node(&m.addr))
             .collect();
         eps.push(self.cfg.endpoint.clone());
         let mut last = String::new();

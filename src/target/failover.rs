@@ -550,12 +550,7 @@ async fn cluster_markers(
         }
         let mut out = vec![None; crate::cluster::SLOTS];
         for m in &topo.masters {
-            let ep = Endpoint {
-                host: m.addr.host.clone(),
-                port: m.addr.port,
-                db: None,
-                ..seed.clone()
-            };
+            let ep = seed.node(&m.addr);
             if role(&ep, timeout).await? != "master" {
                 return Err(format!("{} is not a master yet", ep.addr()));
             }

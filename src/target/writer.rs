@@ -92,6 +92,9 @@ pub const WRITE_BATCH: usize = 64 << 10;
 /// Commands longer than this are written from their own buffer instead of being copied
 /// into the coalescing one.
 const COALESCE_MAX: usize = 16 << 10;
+/// Resends of a command a cluster node refuses with READONLY before the writer stops (the
+/// node became a replica; see `prepare_resend`).
+const READONLY_ATTEMPTS_IN_A_CLUSTER: u32 = 5;
 /// Skip records kept (the newest); the count in the stats has them all.
 pub const SKIP_RECORDS_KEPT: usize = 1000;
 
@@ -1201,6 +1204,22 @@ impl Writer {
                     self.count_error("reorder");
                     self.judge_entry(&entry, Class::Skip, "reorder", message.as_bytes(), f.idx)?;
                 }
+            }
+            if self.cfg.redirects
+                && entry.attempts > READONLY_ATTEMPTS_IN_A_CLUSTER
+                && entry.failures.iter().any(|f| f.class == "READONLY")
+            {
+                // A cluster node that turned replica (a failover): waiting does not help,
+                // the slot map must be read again. Stop; the sync resumes from its failover
+                // markers on the new masters.
+                let e = TargetError::Unsupported {
+                    target: self.target.clone(),
+                    message: format!(
+                        "the node answers READONLY after {} attempts: it is a replica now                          (a failover)",
+                        entry.attempts
+                    ),
+                };
+                return Err(self.stop(e));
             }
             let give_up = self
                 .cfg
