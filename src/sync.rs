@@ -1366,7 +1366,17 @@ impl StreamPump {
                         self.heartbeats.push_back((end, ms));
                     }
                 }
-                self.note_keys(&name, args);
+                // Its arguments and key positions, found once for /recent-keys and for
+                // the failover markers' slots.
+                let argv: Vec<&[u8]> = args
+                    .iter()
+                    .map(|f| f.as_bytes().unwrap_or_default())
+                    .collect();
+                let positions = self
+                    .recent
+                    .as_ref()
+                    .and_then(|(_, f)| f.key_positions(&argv).ok());
+                self.note_keys(&name, &argv, positions.as_deref());
                 let raw = match self.rewrite(&name, args) {
                     Some(argv) => {
                         let mut b = Vec::new();
@@ -1383,12 +1393,10 @@ impl StreamPump {
                         .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
                     // PUBLISH changes no data (and has no key: it would count as every slot).
                     let publish = matches!(&name[..], b"PUBLISH" | b"SPUBLISH");
-                    let sl = sm.as_ref().filter(|_| !publish).map(|sm| {
-                        let argv: Vec<&[u8]> = args
-                            .iter()
-                            .map(|f| f.as_bytes().unwrap_or_default())
-                            .collect();
-                        sm.slots_of(&argv).unwrap_or(failover::Slots::All)
+                    let sl = sm.as_ref().filter(|_| !publish).map(|_| {
+                        positions
+                            .as_deref()
+                            .map_or(failover::Slots::All, |p| failover::Slots::at(&argv, p))
                     });
                     if let Some(m) = self.multi.as_mut() {
                         if let Some(sl) = sl {
@@ -1413,10 +1421,6 @@ impl StreamPump {
                             if let failover::Slots::Many(v) = &sl {
                                 if v.iter().any(|&s| sm.done(s, end)) {
                                     // Some of its slots have it: only the other slots' parts.
-                                    let argv: Vec<&[u8]> = args
-                                        .iter()
-                                        .map(|f| f.as_bytes().unwrap_or_default())
-                                        .collect();
                                     match sm.open_parts(&argv, end) {
                                         Some(parts) => {
                                             sm.sent(&sl, end);
@@ -1512,8 +1516,8 @@ impl StreamPump {
 
 impl StreamPump {
     /// Lists the keys a forwarded command writes, for `/recent-keys`.
-    fn note_keys(&self, name: &[u8], args: &[Frame]) {
-        let Some((status, finder)) = &self.recent else {
+    fn note_keys(&self, name: &[u8], argv: &[&[u8]], positions: Option<&[usize]>) {
+        let Some((status, _)) = &self.recent else {
             return;
         };
         let now = now_ms();
@@ -1522,13 +1526,9 @@ impl StreamPump {
             recent.opaque(now);
             return;
         }
-        let argv: Vec<&[u8]> = args
-            .iter()
-            .map(|f| f.as_bytes().unwrap_or_default())
-            .collect();
-        match finder.key_positions(&argv) {
-            Ok(pos) => {
-                for i in pos {
+        match positions {
+            Some(pos) => {
+                for &i in pos {
                     if let Some(k) = argv.get(i) {
                         if self.heartbeat_key.as_deref() != Some(*k) {
                             recent.record(now, self.cur_db, k);
@@ -1536,7 +1536,7 @@ impl StreamPump {
                     }
                 }
             }
-            Err(_) => recent.opaque(now),
+            None => recent.opaque(now),
         }
     }
 

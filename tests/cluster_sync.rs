@@ -482,15 +482,20 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     let expected = read_back(&mut source.client(), &spec, &[0]);
     let actual = cluster.read_back();
     assert_models_equal(&expected, &actual, 1_000);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains("from the oldest failover marker still needed"),
-        "{text}"
-    );
+    assert_resumed_from_markers(&log);
     eprintln!(
         "master crash: {} keys equal after {ops} writes; {}",
         actual.keys.len(),
         status["last_error"]
+    );
+}
+
+/// ferry's log says it resumed from the failover markers after a target master was lost.
+fn assert_resumed_from_markers(log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        text.contains("from the oldest failover marker still needed"),
+        "{text}"
     );
 }
 
@@ -573,11 +578,7 @@ fn target_master_crash_with_a_cluster_source_redis_7_2() {
     let expected = src.read_back();
     let actual = dst.read_back();
     assert_models_equal(&expected, &actual, 1_000);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains("from the oldest failover marker still needed"),
-        "{text}"
-    );
+    assert_resumed_from_markers(&log);
     eprintln!(
         "cluster source, target master crash: {} keys equal after {ops} writes",
         actual.keys.len()

@@ -272,6 +272,22 @@ pub enum Slots {
 }
 
 impl Slots {
+    /// The slots of the keys at `positions` of `args`.
+    pub fn at(args: &[&[u8]], positions: &[usize]) -> Slots {
+        let mut slots: Vec<u16> = positions
+            .iter()
+            .filter_map(|&i| args.get(i))
+            .map(|k| crate::cluster::key_slot(k))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        match slots.len() {
+            0 => Slots::All,
+            1 => Slots::One(slots[0]),
+            _ => Slots::Many(slots),
+        }
+    }
+
     /// The slots of both.
     pub fn union(self, other: &Slots) -> Slots {
         if self == Slots::All || *other == Slots::All {
@@ -358,18 +374,7 @@ impl SlotMarkers {
     /// The slots of a command (`None`: its keys are unknown to the target's table).
     pub fn slots_of(&self, args: &[&[u8]]) -> Option<Slots> {
         let pos = self.finder.key_positions(args).ok()?;
-        let mut slots: Vec<u16> = pos
-            .iter()
-            .filter_map(|&i| args.get(i))
-            .map(|k| crate::cluster::key_slot(k))
-            .collect();
-        slots.sort_unstable();
-        slots.dedup();
-        Some(match slots.len() {
-            0 => Slots::All,
-            1 => Slots::One(slots[0]),
-            _ => Slots::Many(slots),
-        })
+        Some(Slots::at(args, &pos))
     }
 
     fn each(slots: &Slots, mut f: impl FnMut(u16)) {
