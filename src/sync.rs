@@ -183,16 +183,33 @@ pub async fn run(
         let Err(e) = &r else {
             return r;
         };
+        let timeout = opts.writer.connect_timeout;
+        if st.failover.load(std::sync::atomic::Ordering::Relaxed)
+            && !st.streaming
+            && !*shutdown.borrow()
+        {
+            // The snapshot is not complete on the new master: copy it again.
+            warn!(error = %e, "the target cluster failed over during the snapshot; copying everything again once every slot has a master");
+            status.update(|s| s.last_error = Some(format!("target failover: {e}")));
+            let mut seeds = st.masters.clone();
+            seeds.insert(0, opts.writer.endpoint.clone());
+            failover::wait_for_cluster(&seeds, "", FAILOVER_WAIT)
+                .await
+                .map_err(|m| {
+                    SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
+                })?;
+            continue;
+        }
         let (Some(replid), Some(old)) = (st.replid.clone(), st.target.clone()) else {
             return r;
         };
         if !st.streaming || *shutdown.borrow() || matches!(e, SyncError::Source(_)) {
             return r;
         }
-        let timeout = opts.writer.connect_timeout;
         if let Some(sm) = st.slots.clone() {
             // A cluster target.
-            if !failover::cluster_master_lost(&st.masters, timeout).await {
+            let seen = st.failover.load(std::sync::atomic::Ordering::Relaxed);
+            if !seen && !failover::cluster_master_lost(&st.masters, timeout).await {
                 return r;
             }
             warn!(error = %e, "a master of the target cluster is gone; waiting until every slot has a master again");
@@ -220,7 +237,20 @@ pub async fn run(
                         skip: Some((skip, until)),
                     });
                 }
-                None => warn!("a slot of the new masters has no failover marker (part of the snapshot was lost with its master): copying everything again (full resync)"),
+                None => {
+                    let missing: Vec<usize> = markers
+                        .iter()
+                        .enumerate()
+                        .filter(|(s, m)| m.is_none() && sm.keeps(*s as u16))
+                        .map(|(s, _)| s)
+                        .collect();
+                    warn!(
+                        slots = missing.len(),
+                        first = missing.first().copied(),
+                        base = st.base,
+                        "slots of the new masters have no failover marker of this history (part of the snapshot was lost with its master): copying everything again (full resync)"
+                    )
+                }
             }
             continue;
         }
@@ -294,6 +324,8 @@ struct RunState {
     /// A cluster target: its masters at start, and the per-slot markers.
     masters: Vec<Endpoint>,
     slots: Option<Arc<std::sync::Mutex<failover::SlotMarkers>>>,
+    /// Set by the cluster router when the slot map shows a failover.
+    failover: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a run after a target failover starts.
@@ -400,7 +432,10 @@ async fn run_once(
                 .enabled = true;
             // (Not with `db_map` key prefixes: a prefixed key lies in another slot than the
             // source key, so the slot of a command is not known here.)
-            if let Some(c) = writer.cluster().filter(|_| !opts.sink.db_map.has_prefix()) {
+            if let Some(c) = writer
+                .cluster_mut()
+                .filter(|_| !opts.sink.db_map.has_prefix())
+            {
                 // A cluster target can lose a master: per-slot failover markers (for a
                 // shard of a cluster source, of the slots it serves there).
                 let sm = Arc::new(std::sync::Mutex::new(failover::SlotMarkers::new(
@@ -409,6 +444,10 @@ async fn run_once(
                 )));
                 pump.slots = Some(sm.clone());
                 st.slots = Some(sm);
+                // A failover seen in the slot map stops the router, and `run` resumes
+                // from the markers (following MOVED would lose what the old master had
+                // acknowledged and not replicated).
+                c.stop_on_failover(st.failover.clone());
                 st.masters = c
                     .topology()
                     .masters
@@ -523,6 +562,13 @@ async fn run_once(
                             return Err(SyncError::Source("end of an RDB without a full resync".into()));
                         };
                         let report = snap.finish().map_err(|e| e.with_source(&source_addr))?;
+                        if let Some(sm) = &pump.slots {
+                            // Every slot gets its marker now, acknowledged with the
+                            // snapshot: a failover right after it then resumes from them
+                            // rather than copying everything again.
+                            sm.lock().unwrap_or_else(|p| p.into_inner()).all_dirty(pump.processed);
+                            pump.write_marker(&mut writer).await.map_err(|e| SyncError::Target(e.to_string()))?;
+                        }
                         writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                         let secs = report.started.elapsed().as_secs_f64();
                         if let Some(b) = bar.take() {
@@ -537,10 +583,6 @@ async fn run_once(
                         );
                         notifier.send("STATUS=streaming");
                         st.streaming = true;
-                        if let Some(sm) = &pump.slots {
-                            // Every slot gets its marker at the next tick.
-                            sm.lock().unwrap_or_else(|p| p.into_inner()).all_dirty(pump.processed);
-                        }
                         status.update(|s| {
                             s.set_phase(Phase::Stream);
                             s.written.keys += report.keys;

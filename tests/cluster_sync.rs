@@ -367,6 +367,11 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
     };
     let cluster = Cluster::start(&spec, 3, 1);
     let source = source_with_data(&spec, false);
+    // A failover is followed from the markers (see below): the source's backlog must
+    // hold the stream since the oldest one still needed.
+    source
+        .client()
+        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
     let dir = TempDir::new("cluster-topology");
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
@@ -374,21 +379,15 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
     let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
     // In the stream, caught up with the source as it was a moment ago (with the workload
     // running, "consistent" is a matter of luck at any given instant).
+    ferry.wait_status("the stream", |s| s["phase"] == "stream", SYNC_TIMEOUT);
     let now = offset(&source)();
     ferry_proc::wait_applied(&mut ferry, now, SYNC_TIMEOUT);
 
     // Failover: master 0's replica takes over (graceful, CLUSTER FAILOVER on the replica).
     let old_master = cluster.owner(0).port();
-    let replica = cluster
-        .nodes
-        .iter()
-        .find(|n| {
-            let r = n.client().info("replication");
-            r.get("role").map(String::as_str) == Some("slave")
-                && r.get("master_port").and_then(|p| p.parse::<u16>().ok()) == Some(old_master)
-        })
-        .expect("a replica of the master of slot 0");
-    replica.client().ok(&["CLUSTER", "FAILOVER"]);
+    replica_of(&cluster, old_master)
+        .client()
+        .ok(&["CLUSTER", "FAILOVER"]);
     let t0 = Instant::now();
     while cluster.owner(0).port() == old_master {
         assert!(
@@ -424,10 +423,14 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
     stop.store(true, Ordering::Relaxed);
     let ops = writer.join().expect("workload");
     let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    let log = ferry.log.clone();
     ferry_proc::stop(ferry);
     let expected = read_back(&mut source.client(), &spec, &[0]);
     let actual = cluster.read_back();
     assert_models_equal(&expected, &actual, 1_000);
+    // Even a graceful failover is taken from the markers: ferry cannot tell it from a
+    // forced one by the map alone.
+    assert_resumed_from_markers(&log);
     eprintln!(
         "failover + migration: {} keys equal after {ops} writes; errors {}",
         actual.keys.len(),
@@ -490,6 +493,46 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     );
 }
 
+/// A forced failover (`CLUSTER FAILOVER TAKEOVER`) of a target master that stays
+/// reachable and had writes its replica never got: the router sees the slots pass to
+/// the master's replica, stops, and the sync resumes from the markers; nothing lost and
+/// nothing applied twice.
+#[test]
+fn target_forced_failover_with_the_old_master_reachable_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 1);
+    let source = source_with_data(&spec, false);
+    source
+        .client()
+        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
+    let dir = TempDir::new("cluster-takeover");
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
+    let writer = std::thread::spawn(move || cluster_workload(addr, u64::MAX, 31, &spec2, &stop2));
+    std::thread::sleep(Duration::from_millis(1000));
+
+    take_over_from_a_master(&cluster, b"cw:ctr:1");
+    stop.store(true, Ordering::Relaxed);
+    let ops = writer.join().expect("workload");
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    let log = ferry.log.clone();
+    ferry_proc::stop(ferry);
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    assert_resumed_from_markers(&log);
+    eprintln!(
+        "forced failover: {} keys equal after {ops} writes; {}",
+        actual.keys.len(),
+        status["last_error"]
+    );
+}
+
 /// ferry's log says it resumed from the failover markers after a target master was lost.
 fn assert_resumed_from_markers(log: &std::path::Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -510,25 +553,62 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
     }
     // Its replica is stopped first, so that the master takes writes the replica never
     // gets: the promoted replica then lacks them, and ferry must send them again.
-    let replica = cluster
+    let replica = replica_of(cluster, victim);
+    signal("-STOP", replica.pid());
+    std::thread::sleep(Duration::from_millis(400));
+    cluster.crash(victim);
+    signal("-CONT", replica.pid());
+    wait_handed_over(cluster, victim);
+}
+
+/// The master of `key`'s slot (not the seed node) loses writes in a forced failover while
+/// it stays reachable: its replica is stopped (SIGSTOP) for 400 ms while the master takes
+/// writes, the master drops the replica's link (what it had not sent is gone), and the
+/// replica, resumed, takes over at once (`CLUSTER FAILOVER TAKEOVER`). The old master
+/// answers `MOVED` from then on; following it would lose those writes.
+fn take_over_from_a_master(cluster: &Cluster, key: &[u8]) {
+    let mut victim = cluster.owner(slot_of(key)).port();
+    if victim == cluster.nodes[0].port() {
+        victim = cluster.owner(slot_of(b"cw:l:1")).port();
+    }
+    let replica = replica_of(cluster, victim);
+    let master = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port() == victim)
+        .expect("the victim");
+    signal("-STOP", replica.pid());
+    std::thread::sleep(Duration::from_millis(400));
+    master
+        .client()
+        .cmd_str(&["CLIENT", "KILL", "TYPE", "slave"]);
+    signal("-CONT", replica.pid());
+    replica.client().ok(&["CLUSTER", "FAILOVER", "TAKEOVER"]);
+    wait_handed_over(cluster, victim);
+}
+
+/// The replica of the master listening on `master_port`.
+fn replica_of(cluster: &Cluster, master_port: u16) -> &Server {
+    cluster
         .nodes
         .iter()
         .find(|n| {
             let r = n.client().info("replication");
             r.get("role").map(String::as_str) == Some("slave")
-                && r.get("master_port").and_then(|p| p.parse::<u16>().ok()) == Some(victim)
+                && r.get("master_port").and_then(|p| p.parse::<u16>().ok()) == Some(master_port)
         })
-        .expect("a replica of the victim");
-    let signal = |sig: &str, pid: u32| {
-        std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-    };
-    signal("-STOP", replica.pid());
-    std::thread::sleep(Duration::from_millis(400));
-    cluster.crash(victim);
-    signal("-CONT", replica.pid());
+        .expect("a replica of the master")
+}
+
+fn signal(sig: &str, pid: u32) {
+    std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+}
+
+/// Returns once the node on port `victim` serves no slot any more and the cluster is ok.
+fn wait_handed_over(cluster: &Cluster, victim: u16) {
     let t0 = Instant::now();
     while slot_owners(&mut cluster.nodes[0].client())
         .values()
@@ -536,7 +616,7 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
     {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "no failover after the crash"
+            "no failover of the master on port {victim}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

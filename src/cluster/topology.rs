@@ -77,6 +77,14 @@ impl Topology {
         t
     }
 
+    /// Slot → address of the master that serves it.
+    pub fn owners(&self) -> Vec<Option<&NodeAddr>> {
+        self.slot_table()
+            .into_iter()
+            .map(|i| i.map(|i| &self.masters[i as usize].addr))
+            .collect()
+    }
+
     /// Slots served by no master.
     pub fn uncovered(&self) -> usize {
         self.slot_table().iter().filter(|s| s.is_none()).count()
@@ -158,6 +166,11 @@ pub fn parse_shards(reply: &Frame, fallback_host: &str) -> Result<Topology, Stri
         // (address, id, healthy): a master that failed stays listed in its shard, with
         // `health: fail`, next to the replica that took over from it.
         let mut master: Option<(NodeAddr, Option<String>, bool)> = None;
+        // Two healthy masters in one shard: a node that just became a replica (or a
+        // master) can be listed with its old role for a moment, and the shard does not
+        // say which one serves its slots. Its slots are then left without a master, and
+        // `fetch_topology` reads `CLUSTER SLOTS`, which names the owner of every slot.
+        let mut ambiguous = false;
         let mut replicas = Vec::new();
         for node in nodes {
             let nf = fields(node);
@@ -178,15 +191,17 @@ pub fn parse_shards(reply: &Frame, fallback_host: &str) -> Result<Topology, Stri
             let health = nget("health").and_then(text).unwrap_or_default();
             if role == "master" {
                 let healthy = health != "fail";
-                // Two healthy masters in a shard (a node that just became a replica can
-                // still be listed as one for a moment): the last one, as the server lists
-                // the current master after the others.
-                if healthy || master.as_ref().is_none_or(|m| !m.2) {
-                    master = Some((addr, nget("id").and_then(text), healthy));
+                match &master {
+                    Some(m) if m.2 && healthy => ambiguous = true,
+                    Some(m) if m.2 => {}
+                    _ => master = Some((addr, nget("id").and_then(text), healthy)),
                 }
             } else if health != "fail" {
                 replicas.push(addr);
             }
+        }
+        if ambiguous {
+            continue;
         }
         if let Some((addr, id, _)) = master {
             let m = topo.master_mut(addr, id);
@@ -560,6 +575,30 @@ bbbb7a5347b6fb0200d9217aa7eb23674b3efa02 :0@0 handshake,noaddr - 0 0 0 disconnec
             assert_eq!(t.masters.len(), 1);
             assert_eq!(t.masters[0].addr.port, 27004, "{first} then {second}");
         }
+        // Two healthy masters: the shard does not say which serves the slots.
+        let two = Frame::Map(vec![
+            (
+                b("slots"),
+                Frame::Array(vec![Frame::Integer(0), Frame::Integer(9)]),
+            ),
+            (
+                b("nodes"),
+                Frame::Array(
+                    [27001, 27004]
+                        .map(|port| {
+                            Frame::Map(vec![
+                                (b("port"), Frame::Integer(port)),
+                                (b("ip"), b("127.0.0.1")),
+                                (b("role"), b("master")),
+                                (b("health"), b("online")),
+                            ])
+                        })
+                        .to_vec(),
+                ),
+            ),
+        ]);
+        let t = parse_shards(&Frame::Array(vec![two]), "x").unwrap();
+        assert_eq!(t.uncovered(), SLOTS, "left to CLUSTER SLOTS");
         assert!(parse_shards(&Frame::Integer(1), "x").is_err());
     }
 

@@ -37,6 +37,17 @@
 //! being refused while its earlier commands are), and they all come back in order.
 //! A periodic refresh that finds a new map drains first too.
 //!
+//! # Failovers
+//!
+//! A slot that passes from a master to a node that an earlier map listed as that
+//! master's replica changed hands by a failover, not a migration. Replication is
+//! asynchronous: unless the failover was a graceful `CLUSTER FAILOVER`, the new master
+//! may lack writes the old one acknowledged, and following `MOVED` would lose them
+//! silently. With [`ClusterWriter::stop_on_failover`] (the sync keeps per-slot failover
+//! markers), the router then stops with [`TargetError::Failover`] before sending anything
+//! to the new master, and the sync resumes from the markers the new masters hold
+//! ([`super::failover`]). Without markers it follows the map and says so in the log.
+//!
 //! # Acknowledged tags
 //!
 //! Each `Cmd` gets an entry in a queue, in the order the router received them, with the
@@ -46,6 +57,8 @@
 //! of the fully acknowledged prefix: the offset that every node has applied.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -105,6 +118,8 @@ pub struct RouterStats {
     /// Transactions (or MSETNX) split across slots: no longer atomic.
     pub split_non_atomic: u64,
     pub cross_slot_skipped: u64,
+    /// Slot maps in which a master's slots passed to its replica.
+    pub failovers: u64,
     pub masters: usize,
 }
 
@@ -150,6 +165,11 @@ pub struct ClusterWriter {
     skipped: VecDeque<SkipRecord>,
     skipped_total: u64,
     cross_errors: u64,
+    /// Replica → its master, from every map installed (a node that became a master with
+    /// slots is taken out): tells a failover from a migration.
+    replica_of: HashMap<NodeAddr, NodeAddr>,
+    /// Set (and the router stops) when a failover is seen; `None`: follow it.
+    failover_stop: Option<Arc<AtomicBool>>,
 }
 
 /// A command's part for one slot: (slot, goes to every master, arguments).
@@ -211,6 +231,8 @@ impl ClusterWriter {
             skipped: VecDeque::new(),
             skipped_total: 0,
             cross_errors: 0,
+            replica_of: HashMap::new(),
+            failover_stop: None,
         };
         cw.install(topo).await?;
         tracing::info!(
@@ -256,7 +278,62 @@ impl ClusterWriter {
         Ok(self.nodes.len() - 1)
     }
 
-    /// Makes `topo` the slot map (connecting new masters).
+    /// From now on, a failover seen in the slot map sets `flag` and stops the router
+    /// with [`TargetError::Failover`] (the caller resumes from its failover markers).
+    pub fn stop_on_failover(&mut self, flag: Arc<AtomicBool>) {
+        self.failover_stop = Some(flag);
+    }
+
+    /// Whether a slot passing from node `from` to node `to` is a failover: `to` was
+    /// `from`'s replica.
+    fn is_failover(&self, from: usize, to: usize) -> bool {
+        from != to && self.replica_of.get(&self.nodes[to].addr) == Some(&self.nodes[from].addr)
+    }
+
+    /// A slot passing from node `from` to node `to`: a failover when `to` was `from`'s
+    /// replica and now answers as a master (a map read right after the cluster was
+    /// formed can list a replica as its shard's master for a moment). Stops the router
+    /// (with `stop_on_failover`), else logs it.
+    async fn check_handover(
+        &mut self,
+        slot: u16,
+        from: usize,
+        to: usize,
+    ) -> Result<(), TargetError> {
+        if !self.is_failover(from, to) {
+            return Ok(());
+        }
+        let ep = self.cfg.endpoint.node(&self.nodes[to].addr);
+        match super::failover::role(&ep, self.cfg.connect_timeout).await {
+            Ok(r) if r == "master" => {}
+            other => {
+                tracing::debug!(target = %self.target, node = %ep.addr(), role = ?other, "a map gives a replica its master's slots; it is not a master (yet)");
+                return Ok(());
+            }
+        }
+        let (old, new) = (&self.nodes[from].addr, &self.nodes[to].addr);
+        self.router.failovers += 1;
+        let message = format!(
+            "a failover: slot {slot} passed from master {old} to its replica {new}, which may \
+             lack writes the old master acknowledged"
+        );
+        match &self.failover_stop {
+            Some(flag) => {
+                flag.store(true, Ordering::Relaxed);
+                Err(TargetError::Failover {
+                    target: self.target.clone(),
+                    message,
+                })
+            }
+            None => {
+                tracing::warn!(target = %self.target, "{message}; following it without failover markers (with db_map key prefixes ferry keeps none): such writes are lost");
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes `topo` the slot map (connecting new masters). A failover in it stops the
+    /// router first when [`Self::stop_on_failover`] asked so.
     async fn install(&mut self, topo: Topology) -> Result<(), TargetError> {
         let mut table = vec![None; crate::cluster::SLOTS];
         for m in &topo.masters {
@@ -267,9 +344,32 @@ impl ClusterWriter {
                 }
             }
         }
+        // The first slot that passed to a replica of its master tells (once per map).
+        let handover =
+            self.slot_node
+                .iter()
+                .zip(&table)
+                .enumerate()
+                .find_map(|(s, (&old, &new))| match (old, new) {
+                    (Some(o), Some(n)) if self.is_failover(o, n) => Some((s as u16, o, n)),
+                    _ => None,
+                });
+        if let Some((slot, from, to)) = handover {
+            self.check_handover(slot, from, to).await?;
+        }
         if !self.topo.masters.is_empty() && self.topo != topo {
             self.router.map_changes += 1;
             tracing::info!(target = %self.target, masters = topo.masters.len(), "cluster slot map changed");
+        }
+        for m in &topo.masters {
+            if !m.slots.is_empty() {
+                self.replica_of.remove(&m.addr);
+            }
+        }
+        for m in &topo.masters {
+            for r in &m.replicas {
+                self.replica_of.insert(r.clone(), m.addr.clone());
+            }
         }
         self.slot_node = table;
         self.topo = topo;
@@ -800,6 +900,9 @@ impl ClusterWriter {
                     self.router.ask += 1;
                 } else {
                     self.router.moved += 1;
+                    if let Some(o) = self.slot_node[slot as usize] {
+                        self.check_handover(slot, o, i).await?;
+                    }
                     self.slot_node[slot as usize] = Some(i);
                 }
                 sends.push((i, ask, p));
@@ -900,6 +1003,10 @@ impl ClusterWriter {
         if self.router.split > 0 {
             s.errors_by_class
                 .insert("split_per_slot", self.router.split);
+        }
+        if self.router.failovers > 0 {
+            s.errors_by_class
+                .insert("target_failovers", self.router.failovers);
         }
         if self.router.split_non_atomic > 0 {
             s.errors_by_class

@@ -50,6 +50,11 @@ pub enum TargetError {
     /// A caller's mistake (a `Cmd` with no commands, a db on a cluster…).
     #[error("target {target}: invalid command: {message}")]
     Invalid { target: String, message: String },
+    /// Slots of the target cluster passed from a master to one of its replicas (a
+    /// failover, not a migration) while failover markers are kept: the router stops so
+    /// that the sync resumes from what the new master has.
+    #[error("target {target}: {message}")]
+    Failover { target: String, message: String },
     /// An earlier error stopped the writer; it sends nothing more.
     #[error("target {target}: the writer stopped after an earlier error: {first}")]
     Stopped { target: String, first: String },

@@ -553,6 +553,31 @@ async fn cluster_markers(
         if topo.uncovered() > 0 {
             return Err(format!("{} slots have no master yet", topo.uncovered()));
         }
+        // Every node that answers must see the same owners: right after a forced failover
+        // the old master (reachable, perhaps the seed) may still claim its slots for a
+        // moment, and its markers are ahead of what the new master will keep.
+        let owners = topo.owners();
+        let others = seeds
+            .iter()
+            .cloned()
+            .chain(topo.masters.iter().map(|m| seed.node(&m.addr)));
+        for ep in others {
+            let Ok(text) = crate::admin::info_section(&ep, "server", timeout).await else {
+                continue;
+            };
+            let Some(info) = super::ServerInfo::from_info(&text) else {
+                continue;
+            };
+            if let Ok(t) = super::cluster::fetch_topology(&ep, &info, timeout).await {
+                if t.owners() != owners {
+                    return Err(format!(
+                        "{} does not see the same slot owners as {} yet",
+                        ep.addr(),
+                        seed.addr()
+                    ));
+                }
+            }
+        }
         let mut out = vec![None; crate::cluster::SLOTS];
         for m in &topo.masters {
             let ep = seed.node(&m.addr);

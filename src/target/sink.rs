@@ -159,6 +159,13 @@ impl Sink {
         }
     }
 
+    pub fn cluster_mut(&mut self) -> Option<&mut ClusterWriter> {
+        match &mut self.inner {
+            Inner::Cluster(c) => Some(c),
+            Inner::Single(_) => None,
+        }
+    }
+
     pub fn target(&self) -> &str {
         match &self.inner {
             Inner::Single(w) => w.target(),

@@ -1215,7 +1215,7 @@ impl Writer {
                 let e = TargetError::Unsupported {
                     target: self.target.clone(),
                     message: format!(
-                        "the node answers READONLY after {} attempts: it is a replica now                          (a failover)",
+                        "the node answers READONLY after {} attempts: it is a replica now (a failover)",
                         entry.attempts
                     ),
                 };
