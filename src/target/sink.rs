@@ -244,6 +244,10 @@ impl Sink {
         }
         guard.waits.fetch_add(1, Relaxed);
         both!(self, w => w.flush().await)?;
+        // Everything this shard sent before the import is applied now: tell the others,
+        // which may be waiting for this shard in turn (two migrations in opposite
+        // directions at once).
+        guard.publish_applied(shard, self.acked_tag().min(tag));
         let deadline = tokio::time::Instant::now() + MIGRATION_WAIT;
         loop {
             let behind: Vec<(usize, u64)> = wanted
