@@ -1277,17 +1277,9 @@ fn parse_transfer_header(line: &[u8]) -> Result<Phase, FrameError> {
 
 /// Where `needle` (non-empty) first occurs in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let last_start = hay.len().checked_sub(needle.len())?;
-    let mut from = 0;
-    while from <= last_start {
-        let at = from + hay[from..=last_start].iter().position(|&b| b == first)?;
-        if hay[at + 1..at + needle.len()] == *rest {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    // A byte-at-a-time scan for the mark's first character stopped every 16 bytes in
+    // hex-like values (the mark is 40 hex characters): 11 % of ferry's CPU on small keys.
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
