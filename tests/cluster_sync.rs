@@ -457,6 +457,23 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
 /// LPOP, …) not applied twice.
 #[test]
 fn target_master_crash_during_the_stream_redis_7_2() {
+    failover_during_the_stream("master crash", 29, crash_a_master);
+}
+
+/// A forced failover (`CLUSTER FAILOVER TAKEOVER`) of a target master that stays
+/// reachable and had writes its replica never got: the router sees the slots pass to
+/// the master's replica, stops, and the sync resumes from the markers; nothing lost and
+/// nothing applied twice.
+#[test]
+fn target_forced_failover_with_the_old_master_reachable_redis_7_2() {
+    failover_during_the_stream("forced failover", 31, take_over_from_a_master);
+}
+
+/// A standalone source into a 3-master cluster with a replica each; `fault` makes a
+/// master lose writes by a failover one second into a workload (seeded with `seed`).
+/// The cluster must end equal to the source, and ferry must have resumed from its
+/// failover markers.
+fn failover_during_the_stream(what: &str, seed: u64, fault: fn(&Cluster, &[u8])) {
     let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
     let Some(spec) = require_server("redis-7.2") else {
         return;
@@ -468,15 +485,15 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     source
         .client()
         .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
-    let dir = TempDir::new("cluster-crash");
+    let dir = TempDir::new("cluster-failover");
     let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
     ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
-    let writer = std::thread::spawn(move || cluster_workload(addr, u64::MAX, 29, &spec2, &stop2));
+    let writer = std::thread::spawn(move || cluster_workload(addr, u64::MAX, seed, &spec2, &stop2));
     std::thread::sleep(Duration::from_millis(1000));
 
-    crash_a_master(&cluster, b"cw:ctr:1");
+    fault(&cluster, b"cw:ctr:1");
     stop.store(true, Ordering::Relaxed);
     let ops = writer.join().expect("workload");
     let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
@@ -487,47 +504,7 @@ fn target_master_crash_during_the_stream_redis_7_2() {
     assert_models_equal(&expected, &actual, 1_000);
     assert_resumed_from_markers(&log);
     eprintln!(
-        "master crash: {} keys equal after {ops} writes; {}",
-        actual.keys.len(),
-        status["last_error"]
-    );
-}
-
-/// A forced failover (`CLUSTER FAILOVER TAKEOVER`) of a target master that stays
-/// reachable and had writes its replica never got: the router sees the slots pass to
-/// the master's replica, stops, and the sync resumes from the markers; nothing lost and
-/// nothing applied twice.
-#[test]
-fn target_forced_failover_with_the_old_master_reachable_redis_7_2() {
-    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(spec) = require_server("redis-7.2") else {
-        return;
-    };
-    let cluster = Cluster::start(&spec, 3, 1);
-    let source = source_with_data(&spec, false);
-    source
-        .client()
-        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
-    let dir = TempDir::new("cluster-takeover");
-    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
-    ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
-    let writer = std::thread::spawn(move || cluster_workload(addr, u64::MAX, 31, &spec2, &stop2));
-    std::thread::sleep(Duration::from_millis(1000));
-
-    take_over_from_a_master(&cluster, b"cw:ctr:1");
-    stop.store(true, Ordering::Relaxed);
-    let ops = writer.join().expect("workload");
-    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
-    let log = ferry.log.clone();
-    ferry_proc::stop(ferry);
-    let expected = read_back(&mut source.client(), &spec, &[0]);
-    let actual = cluster.read_back();
-    assert_models_equal(&expected, &actual, 1_000);
-    assert_resumed_from_markers(&log);
-    eprintln!(
-        "forced failover: {} keys equal after {ops} writes; {}",
+        "{what}: {} keys equal after {ops} writes; {}",
         actual.keys.len(),
         status["last_error"]
     );
