@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::cmd::{command_args, split_commands, Cmd, CmdKind};
+use super::cmd::{command_args, for_each_command, split_commands, Cmd, CmdKind};
 use super::error::{Rejection, TargetError};
 use super::info::ServerInfo;
 use super::writer::{Redirected, SkipRecord, Writer, WriterConfig, WriterStats, SKIP_RECORDS_KEPT};
@@ -576,24 +576,31 @@ impl ClusterWriter {
     /// A `Batch` split into one `Batch` per master by each command's key (its first
     /// argument); `None` when a slot has no known owner (then `route` does it the slow way).
     fn split_batch(&self, cmd: &Cmd) -> Option<Vec<(usize, Cmd)>> {
-        let ranges = split_commands(&cmd.bytes, cmd.n as usize)?;
         let mut parts: Vec<(usize, Vec<u8>, u32)> = Vec::new();
-        for r in ranges {
+        let mut unowned = false;
+        let share = cmd.bytes.len() / self.router.masters.max(1) + cmd.bytes.len() / 8 + 64;
+        // One pass, no argument list per command: this runs for every small key of a
+        // snapshot into a cluster.
+        for_each_command(&cmd.bytes, cmd.n as usize, |r, key| {
+            let Some(node) = key.and_then(|k| self.slot_node[key_slot(k) as usize]) else {
+                unowned = true;
+                return;
+            };
             let c = &cmd.bytes[r];
-            let key = *command_args(c).get(1)?;
-            let node = self.slot_node[key_slot(key) as usize]?;
             match parts.iter_mut().find(|p| p.0 == node) {
                 Some(p) => {
                     p.1.extend_from_slice(c);
                     p.2 += 1;
                 }
                 None => {
-                    let mut b =
-                        Vec::with_capacity(cmd.bytes.len() / self.router.masters.max(1) + 64);
+                    let mut b = Vec::with_capacity(share);
                     b.extend_from_slice(c);
                     parts.push((node, b, 1));
                 }
             }
+        })?;
+        if unowned {
+            return None;
         }
         Some(
             parts

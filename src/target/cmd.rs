@@ -103,6 +103,35 @@ pub fn split_commands(bytes: &[u8], n: usize) -> Option<Vec<std::ops::Range<usiz
     Some(out)
 }
 
+/// One pass over `n` whole RESP commands: `f(range of the command, its second argument
+/// (the key of a data command) if it has one)`. `None` (after calling `f` for the commands
+/// before it) when one is malformed or cut.
+pub fn for_each_command(
+    bytes: &[u8],
+    n: usize,
+    mut f: impl FnMut(std::ops::Range<usize>, Option<&[u8]>),
+) -> Option<()> {
+    let mut pos = 0;
+    for _ in 0..n {
+        let start = pos;
+        let argc = header(bytes, &mut pos, b'*')?;
+        let mut key = None;
+        for i in 0..argc {
+            let len = header(bytes, &mut pos, b'$')?;
+            let end = pos.checked_add(len)?.checked_add(2)?;
+            if bytes.get(end - 2..end)? != b"\r\n" {
+                return None;
+            }
+            if i == 1 {
+                key = Some(pos..pos + len);
+            }
+            pos = end;
+        }
+        f(start..pos, key.map(|k| &bytes[k]));
+    }
+    Some(())
+}
+
 /// The arguments of one RESP command (as [`split_commands`] delimits it), borrowed.
 pub fn command_args(cmd: &[u8]) -> Vec<&[u8]> {
     let mut pos = 0;
@@ -148,6 +177,39 @@ fn header(b: &[u8], pos: &mut usize, ty: u8) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::resp::encode_command;
+
+    #[test]
+    fn one_pass_finds_each_command_and_its_key() {
+        let mut b = Vec::new();
+        encode_command(&mut b, &[b"SET".as_slice(), b"k1", b"v"]);
+        encode_command(&mut b, &[b"PING".as_slice()]);
+        encode_command(&mut b, &[b"SET".as_slice(), b"", b"v"]);
+        let mut seen = Vec::new();
+        let r = for_each_command(&b, 3, |r, k| seen.push((r, k.map(<[u8]>::to_vec))));
+        assert_eq!(r, Some(()));
+        assert_eq!(seen[0].1.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(seen[1].1, None, "PING has no key");
+        assert_eq!(
+            seen[2].1.as_deref(),
+            Some(&b""[..]),
+            "an empty key is a key"
+        );
+        assert_eq!(seen[2].0.end, b.len());
+        assert_eq!(
+            Some(seen.iter().map(|s| s.0.clone()).collect()),
+            split_commands(&b, 3)
+        );
+        // Cut, too many asked for, a wrong length: refused, never a panic.
+        for cut in 0..b.len() {
+            assert_eq!(
+                for_each_command(&b[..cut], 3, |_, _| {}),
+                None,
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(for_each_command(&b, 4, |_, _| {}), None);
+        assert_eq!(for_each_command(b"*1\r\n$9\r\nab\r\n", 1, |_, _| {}), None);
+    }
 
     #[test]
     fn splits_pipelined_commands_and_reads_their_arguments() {

@@ -236,6 +236,10 @@ pub struct KeyRewriter {
 /// A batch of small keys is emitted at about this size, or at this many keys.
 const SMALL_BATCH_BYTES: usize = 64 << 10;
 const SMALL_BATCH_CMDS: u32 = 256;
+/// A cluster target's router splits a batch per master: a larger batch keeps the parts
+/// above the writer's coalescing size, so they are written from their own buffer
+/// rather than copied once more.
+const CLUSTER_BATCH_SCALE: usize = 4;
 
 impl KeyRewriter {
     /// `source_flavor`: the family of the RDB the keys come from (its magic), which
@@ -292,15 +296,26 @@ impl KeyRewriter {
             if self.small.buf.capacity() == 0 {
                 self.small
                     .buf
-                    .reserve(SMALL_BATCH_BYTES + (SMALL_BATCH_BYTES >> 2));
+                    .reserve(self.small_bytes() + (self.small_bytes() >> 2));
             }
+        }
+    }
+
+    /// Bytes of small keys gathered before a batch is emitted.
+    fn small_bytes(&self) -> usize {
+        if self.target.cluster {
+            SMALL_BATCH_BYTES * CLUSTER_BATCH_SCALE
+        } else {
+            SMALL_BATCH_BYTES
         }
     }
 
     /// After one command was added to the small batch.
     fn small_end(&mut self, out: &mut impl FnMut(Cmd)) {
         self.small.n += 1;
-        if self.small.len() >= SMALL_BATCH_BYTES || self.small.n >= SMALL_BATCH_CMDS {
+        let scale = self.small_bytes() / SMALL_BATCH_BYTES;
+        if self.small.len() >= self.small_bytes() || self.small.n >= SMALL_BATCH_CMDS * scale as u32
+        {
             self.flush_pending(out);
         }
     }
