@@ -291,7 +291,7 @@ impl Default for AdvancedSection {
             chunk_threshold: 1 << 20,
             max_element: 512 << 20,
             connect_timeout_ms: crate::source::replica::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
-            cluster_refresh_ms: 10_000,
+            cluster_refresh_ms: 1_000,
             threads: 1,
         }
     }

@@ -483,7 +483,9 @@ async fn run_once(
                 if snapshot.is_none() {
                     pump.write_marker(&mut writer).await.map_err(|e| SyncError::Target(e.to_string()))?;
                 }
-                if writer.in_flight() > 0 {
+                // A cluster target: also when idle, so that its slot map is read again
+                // every `cluster_refresh_ms` and a failover is seen without a write.
+                if writer.in_flight() > 0 || writer.is_cluster() {
                     writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                 }
                 let a = pump.applied(&writer);
@@ -677,6 +679,14 @@ async fn run_once(
     };
     if flushed.is_ok() && outcome.is_ok() && (!pump.marker_dbs.is_empty() || pump.slots.is_some()) {
         if let Err(e) = pump.delete_markers(&mut writer).await {
+            if st.failover.load(Ordering::Relaxed) {
+                // The target lost writes it had acknowledged: stopping now would leave it
+                // behind while saying the offset was applied. The markers stay.
+                return Err(SyncError::Target(format!(
+                    "{e}; this failover happened while ferry was stopping: the failover \
+                     markers are kept, run `ferry sync` again to copy what the new masters lack"
+                )));
+            }
             warn!("could not delete the failover marker `ferry:applied` on the target: {e}");
         }
     }

@@ -429,16 +429,14 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
     let actual = cluster.read_back();
     assert_models_equal(&expected, &actual, 1_000);
     // Even a graceful failover is taken from the markers: ferry cannot tell it from a
-    // forced one by the map alone.
+    // forced one by the map alone. (It is seen through a MOVED or the periodic read of the
+    // map, whichever comes first, and the resumed run counts afresh: no MOVED count is
+    // asserted.)
     assert_resumed_from_markers(&log);
     eprintln!(
         "failover + migration: {} keys equal after {ops} writes; errors {}",
         actual.keys.len(),
         status["errors"]
-    );
-    assert!(
-        status["errors"]["MOVED"].as_u64() > Some(0),
-        "the failover moved slots: {status}"
     );
     assert!(
         status["errors"]["ASK"].as_u64() > Some(0),
@@ -467,6 +465,81 @@ fn target_master_crash_during_the_stream_redis_7_2() {
 #[test]
 fn target_forced_failover_with_the_old_master_reachable_redis_7_2() {
     failover_during_the_stream("forced failover", 31, take_over_from_a_master);
+}
+
+/// A forced failover of a target master (`CLUSTER FAILOVER TAKEOVER`, the old master up,
+/// its replica behind) in the middle of the snapshot: the new master lacks keys the old
+/// one took, so ferry copies the snapshot again once every slot has a master.
+#[test]
+fn target_failover_during_the_snapshot_redis_7_2() {
+    failover_without_writes(true);
+}
+
+/// The same once the snapshot is applied, with nothing written afterwards: no write
+/// meets a `MOVED`, so only the periodic read of the slot map sees the failover; ferry
+/// resumes from the markers before it says it is consistent again, and a stop must not
+/// leave the lost keys behind.
+#[test]
+fn target_failover_while_the_stream_is_idle_redis_7_2() {
+    failover_without_writes(false);
+}
+
+fn failover_without_writes(during_snapshot: bool) {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 1);
+    let source = source_with_data(&spec, false);
+    source
+        .client()
+        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
+    // 80 MB that does not compress, in many keys: the snapshot lasts long enough for the
+    // takeover to land inside it.
+    let cmds: Vec<Vec<Vec<u8>>> = (0..20_000u64)
+        .map(|i| {
+            let mut v = Vec::with_capacity(4096);
+            let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            while v.len() < 4000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+            vec![b"SET".to_vec(), format!("pop:{i}").into_bytes(), v]
+        })
+        .collect();
+    source.client().pipeline_ok(&cmds);
+    let dir = TempDir::new("cluster-quiet-failover");
+    let mut ferry = if during_snapshot {
+        // The replica gets none of the snapshot.
+        let lagging = stop_the_replica(&cluster, b"pop:1");
+        let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+        ferry.wait_status(
+            "the snapshot under way",
+            |s| s["phase"] == "snapshot" && s["snapshot"]["keys"].as_u64() > Some(500),
+            SYNC_TIMEOUT,
+        );
+        take_over(&cluster, lagging);
+        ferry
+    } else {
+        let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
+        ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+        take_over_from_a_master(&cluster, b"pop:1");
+        ferry
+    };
+    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    let log = ferry.log.clone();
+    ferry_proc::stop(ferry);
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    if during_snapshot {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(text.contains("failed over during the snapshot"), "{text}");
+    } else {
+        assert_resumed_from_markers(&log);
+    }
 }
 
 /// A standalone source into a 3-master cluster with a replica each; `fault` makes a
@@ -544,6 +617,14 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
 /// replica, resumed, takes over at once (`CLUSTER FAILOVER TAKEOVER`). The old master
 /// answers `MOVED` from then on; following it would lose those writes.
 fn take_over_from_a_master(cluster: &Cluster, key: &[u8]) {
+    let lagging = stop_the_replica(cluster, key);
+    std::thread::sleep(Duration::from_millis(400));
+    take_over(cluster, lagging);
+}
+
+/// The master of `key`'s slot (not the seed node) and its replica, stopped (SIGSTOP) so
+/// that it falls behind.
+fn stop_the_replica<'a>(cluster: &'a Cluster, key: &[u8]) -> (&'a Server, &'a Server) {
     let mut victim = cluster.owner(slot_of(key)).port();
     if victim == cluster.nodes[0].port() {
         victim = cluster.owner(slot_of(b"cw:l:1")).port();
@@ -555,13 +636,18 @@ fn take_over_from_a_master(cluster: &Cluster, key: &[u8]) {
         .find(|n| n.port() == victim)
         .expect("the victim");
     signal("-STOP", replica.pid());
-    std::thread::sleep(Duration::from_millis(400));
+    (master, replica)
+}
+
+/// The master drops the stopped replica's link (what it had not sent is gone), and the
+/// replica, resumed, takes over at once; returns once the master serves no slot.
+fn take_over(cluster: &Cluster, (master, replica): (&Server, &Server)) {
     master
         .client()
         .cmd_str(&["CLIENT", "KILL", "TYPE", "slave"]);
     signal("-CONT", replica.pid());
     replica.client().ok(&["CLUSTER", "FAILOVER", "TAKEOVER"]);
-    wait_handed_over(cluster, victim);
+    wait_handed_over(cluster, master.port());
 }
 
 /// The replica of the master listening on `master_port`.

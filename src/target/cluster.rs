@@ -100,7 +100,7 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             cross_slot: CrossSlot::Split,
-            refresh_interval: Duration::from_secs(10),
+            refresh_interval: Duration::from_secs(1),
             unowned_timeout: Duration::from_secs(60),
         }
     }
