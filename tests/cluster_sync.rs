@@ -358,20 +358,32 @@ fn node_id(s: &Server) -> String {
     s.client().ok(&["CLUSTER", "MYID"]).as_text().expect("id")
 }
 
-/// A manual failover of master 0 and a slot migration while the stream runs; nothing lost.
-#[test]
-fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
-    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(spec) = require_server("redis-7.2") else {
-        return;
-    };
+/// For the failover tests, one at a time: a 3-master redis-7.2 cluster with a replica
+/// each, and a source with data whose backlog keeps the stream of the whole outage (node
+/// timeout, failover, detection), so that ferry resumes from its markers rather than
+/// copying everything again. `None`: redis-7.2 is not installed.
+fn failover_setup() -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    ServerSpec,
+    Cluster,
+    Server,
+)> {
+    let alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = require_server("redis-7.2")?;
     let cluster = Cluster::start(&spec, 3, 1);
     let source = source_with_data(&spec, false);
-    // A failover is followed from the markers (see below): the source's backlog must
-    // hold the stream since the oldest one still needed.
     source
         .client()
         .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
+    Some((alone, spec, cluster, source))
+}
+
+/// A manual failover of master 0 and a slot migration while the stream runs; nothing lost.
+#[test]
+fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
+    let Some((_alone, spec, cluster, source)) = failover_setup() else {
+        return;
+    };
     let dir = TempDir::new("cluster-topology");
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
@@ -485,15 +497,9 @@ fn target_failover_while_the_stream_is_idle_redis_7_2() {
 }
 
 fn failover_without_writes(during_snapshot: bool) {
-    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(spec) = require_server("redis-7.2") else {
+    let Some((_alone, spec, cluster, source)) = failover_setup() else {
         return;
     };
-    let cluster = Cluster::start(&spec, 3, 1);
-    let source = source_with_data(&spec, false);
-    source
-        .client()
-        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
     // 80 MB that does not compress, in many keys: the snapshot lasts long enough for the
     // takeover to land inside it.
     let cmds: Vec<Vec<Vec<u8>>> = (0..20_000u64)
@@ -547,17 +553,9 @@ fn failover_without_writes(during_snapshot: bool) {
 /// The cluster must end equal to the source, and ferry must have resumed from its
 /// failover markers.
 fn failover_during_the_stream(what: &str, seed: u64, fault: fn(&Cluster, &[u8])) {
-    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(spec) = require_server("redis-7.2") else {
+    let Some((_alone, spec, cluster, source)) = failover_setup() else {
         return;
     };
-    let cluster = Cluster::start(&spec, 3, 1);
-    let source = source_with_data(&spec, false);
-    // The source keeps the stream of the whole outage (node timeout + failover) in its
-    // backlog, so ferry resumes from its markers rather than copying everything again.
-    source
-        .client()
-        .ok(&["CONFIG", "SET", "repl-backlog-size", "64mb"]);
     let dir = TempDir::new("cluster-failover");
     let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
     ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);
