@@ -95,18 +95,10 @@ stream() {
   "$BENCH" -p "$sp" -c 20 -n 1200000 -r 100000 -t set,incr,lpush -q > "$WORK/bench.out" 2>&1 &
   local bp=$!
   python3 - "$sp" "$tp" 20 <<'EOF'
-import socket, sys, time
+import sys, time
+sys.path.insert(0, "scripts")
+from resp_client import conn, call
 sp, tp, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-def conn(port):
-    s = socket.create_connection(("127.0.0.1", port)); return s, s.makefile("rb")
-def call(c, *args):
-    s, f = c
-    s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-    line = f.readline()
-    if line[:1] == b"$":
-        n = int(line[1:]); return None if n < 0 else f.read(n + 2)[:-2]
-    if line[:1] == b":": return int(line[1:])
-    return line.strip()
 src, dst = conn(sp), conn(tp)
 lags, ops = [], []
 t_end = time.time() + secs

@@ -162,18 +162,10 @@ lag() { # SOURCE_PORT TARGET_PORT SECONDS -> heartbeat lag line
   # heartbeat's lag is from its SET until the target shows it or a later one. After SECONDS
   # the heartbeats stop and the ones still unseen are waited for (at most 300 s).
   python3 - "$@" <<'EOF'
-import socket, sys, time
+import sys, time
+sys.path.insert(0, "scripts")
+from resp_client import conn, call
 sp, tp, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-def conn(port):
-    s = socket.create_connection(("127.0.0.1", port)); return s, s.makefile("rb")
-def call(c, *args):
-    s, f = c
-    s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-    line = f.readline()
-    if line[:1] == b"$":
-        n = int(line[1:]); return None if n < 0 else f.read(n + 2)[:-2]
-    if line[:1] == b":": return int(line[1:])
-    return line.strip()
 src, dst = conn(sp), conn(tp)
 sent, lags = [], []          # sent[i]: when heartbeat i+1 was set
 start = time.perf_counter()

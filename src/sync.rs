@@ -191,9 +191,7 @@ pub async fn run(
             // The snapshot is not complete on the new master: copy it again.
             warn!(error = %e, "the target cluster failed over during the snapshot; copying everything again once every slot has a master");
             status.update(|s| s.last_error = Some(format!("target failover: {e}")));
-            let mut seeds = st.masters.clone();
-            seeds.insert(0, opts.writer.endpoint.clone());
-            failover::wait_for_cluster(&seeds, "", FAILOVER_WAIT)
+            failover::wait_for_cluster(&st.seeds(&opts), "", FAILOVER_WAIT)
                 .await
                 .map_err(|m| {
                     SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
@@ -214,9 +212,7 @@ pub async fn run(
             }
             warn!(error = %e, "a master of the target cluster is gone; waiting until every slot has a master again");
             status.update(|s| s.last_error = Some(format!("target failover: {e}")));
-            let mut seeds = st.masters.clone();
-            seeds.insert(0, opts.writer.endpoint.clone());
-            let mut markers = failover::wait_for_cluster(&seeds, &replid, FAILOVER_WAIT)
+            let mut markers = failover::wait_for_cluster(&st.seeds(&opts), &replid, FAILOVER_WAIT)
                 .await
                 .map_err(|m| {
                     SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
@@ -326,6 +322,16 @@ struct RunState {
     slots: Option<Arc<std::sync::Mutex<failover::SlotMarkers>>>,
     /// Set by the cluster router when the slot map shows a failover.
     failover: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RunState {
+    /// Where to read a cluster target's map after a failover: the target given, then its
+    /// masters at start.
+    fn seeds(&self, opts: &SyncOptions) -> Vec<Endpoint> {
+        let mut seeds = vec![opts.writer.endpoint.clone()];
+        seeds.extend(self.masters.iter().cloned());
+        seeds
+    }
 }
 
 /// Where a run after a target failover starts.
@@ -936,18 +942,17 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Decodes from `buf` (`from_buf`) or from `data` until the decoder needs more or
+    /// Decodes from `buf` (`owned`) or from `data` until the decoder needs more or
     /// the snapshot ends, sending the commands; the bytes used, and whether it ended.
     /// `batch_end`: small keys gathered for a batch are sent at the end too.
     async fn steps(
         &mut self,
-        from_buf: bool,
+        owned: bool,
         data: &[u8],
         writer: &mut Writer,
         pump: &mut StreamPump,
         batch_end: bool,
     ) -> Result<(usize, bool), SnapError> {
-        let owned = from_buf;
         let mut pos = 0;
         // The clock once per read, not once per key (a system call's worth on 1M keys).
         let now = now_ms();

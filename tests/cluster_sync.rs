@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{slot_of, slot_owners, Cluster};
 use common::dataset::{fill, read_back, Model};
+use common::ferry::Ferry;
 use common::ferry_proc;
 use common::workload::{self, Workload};
 use common::{assert_models_equal, require_server, Client, Server, ServerSpec, TempDir};
@@ -434,12 +435,7 @@ fn target_failover_and_slot_migration_during_the_stream_redis_7_2() {
 
     stop.store(true, Ordering::Relaxed);
     let ops = writer.join().expect("workload");
-    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
-    let log = ferry.log.clone();
-    ferry_proc::stop(ferry);
-    let expected = read_back(&mut source.client(), &spec, &[0]);
-    let actual = cluster.read_back();
-    assert_models_equal(&expected, &actual, 1_000);
+    let (status, log, actual) = stop_and_compare(ferry, &source, &spec, &cluster);
     // Even a graceful failover is taken from the markers: ferry cannot tell it from a
     // forced one by the map alone. (It is seen through a MOVED or the periodic read of the
     // map, whichever comes first, and the resumed run counts afresh: no MOVED count is
@@ -517,7 +513,7 @@ fn failover_without_writes(during_snapshot: bool) {
         .collect();
     source.client().pipeline_ok(&cmds);
     let dir = TempDir::new("cluster-quiet-failover");
-    let mut ferry = if during_snapshot {
+    let ferry = if during_snapshot {
         // The replica gets none of the snapshot.
         let lagging = stop_the_replica(&cluster, b"pop:1");
         let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &[]);
@@ -534,12 +530,7 @@ fn failover_without_writes(during_snapshot: bool) {
         take_over_from_a_master(&cluster, b"pop:1");
         ferry
     };
-    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
-    let log = ferry.log.clone();
-    ferry_proc::stop(ferry);
-    let expected = read_back(&mut source.client(), &spec, &[0]);
-    let actual = cluster.read_back();
-    assert_models_equal(&expected, &actual, 1_000);
+    let (_, log, _) = stop_and_compare(ferry, &source, &spec, &cluster);
     if during_snapshot {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(text.contains("failed over during the snapshot"), "{text}");
@@ -567,18 +558,31 @@ fn failover_during_the_stream(what: &str, seed: u64, fault: fn(&Cluster, &[u8]))
     fault(&cluster, b"cw:ctr:1");
     stop.store(true, Ordering::Relaxed);
     let ops = writer.join().expect("workload");
-    let status = ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
-    let log = ferry.log.clone();
-    ferry_proc::stop(ferry);
-    let expected = read_back(&mut source.client(), &spec, &[0]);
-    let actual = cluster.read_back();
-    assert_models_equal(&expected, &actual, 1_000);
+    let (status, log, actual) = stop_and_compare(ferry, &source, &spec, &cluster);
     assert_resumed_from_markers(&log);
     eprintln!(
         "{what}: {} keys equal after {ops} writes; {}",
         actual.keys.len(),
         status["last_error"]
     );
+}
+
+/// Once ferry is consistent with the source again: stops it (it must exit 0) and compares
+/// the cluster with the source key by key. ferry's last status, its log, and the
+/// cluster's keys.
+fn stop_and_compare(
+    mut ferry: Ferry,
+    source: &Server,
+    spec: &ServerSpec,
+    cluster: &Cluster,
+) -> (serde_json::Value, std::path::PathBuf, Model) {
+    let status = ferry_proc::wait_consistent(&mut ferry, offset(source), SYNC_TIMEOUT);
+    let log = ferry.log.clone();
+    ferry_proc::stop(ferry);
+    let expected = read_back(&mut source.client(), spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    (status, log, actual)
 }
 
 /// ferry's log says it resumed from the failover markers after a target master was lost.

@@ -86,20 +86,7 @@ impl Cmd {
 /// not start with `n` well-formed arrays of bulk strings. Used on the error path only.
 pub fn split_commands(bytes: &[u8], n: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let mut out = Vec::with_capacity(n);
-    let mut pos = 0;
-    for _ in 0..n {
-        let start = pos;
-        let argc = header(bytes, &mut pos, b'*')?;
-        for _ in 0..argc {
-            let len = header(bytes, &mut pos, b'$')?;
-            let end = pos.checked_add(len)?.checked_add(2)?;
-            if bytes.get(end - 2..end)? != b"\r\n" {
-                return None;
-            }
-            pos = end;
-        }
-        out.push(start..pos);
-    }
+    for_each_command(bytes, n, |r, _| out.push(r))?;
     Some(out)
 }
 
