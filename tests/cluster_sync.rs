@@ -679,10 +679,19 @@ fn wait_handed_over(cluster: &Cluster, victim: u16) {
         .values()
         .any(|&p| p == victim)
     {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no failover of the master on port {victim}"
-        );
+        if t0.elapsed() > Duration::from_secs(30) {
+            let views: Vec<String> = cluster
+                .alive()
+                .map(|n| {
+                    let nodes = n.client().cmd_str(&["CLUSTER", "NODES"]);
+                    format!("{}:\n{}", n.port(), nodes.as_text().unwrap_or_default())
+                })
+                .collect();
+            panic!(
+                "no failover of the master on port {victim}; the nodes' views:\n{}",
+                views.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     cluster.wait_ok();

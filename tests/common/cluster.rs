@@ -107,6 +107,14 @@ impl Cluster {
             masters,
             down: Default::default(),
         };
+        // Distinct config epochs from the start, as `redis-cli --cluster create` sets them.
+        // Left to the collision resolution, a replica can keep its master's epoch; when
+        // that is the highest, `CLUSTER FAILOVER TAKEOVER` on it bumps nothing, and its
+        // claim on the slots (an epoch not above the master's) is refused by every node.
+        for (i, n) in c.nodes.iter().enumerate() {
+            n.client()
+                .ok(&["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()]);
+        }
         for i in 0..masters {
             let (a, b) = (i * 16384 / masters, (i + 1) * 16384 / masters - 1);
             let mut cl = c.nodes[i].client();
