@@ -1386,11 +1386,21 @@ impl Writer {
         text: &[u8],
     ) -> TargetError {
         let key = match &entry.kind {
-            // A batch's command names its own key.
-            EntryKind::Cmd(CmdKind::Batch) => command_args(command)
-                .get(1)
-                .map(|k| escape_bytes(k))
-                .unwrap_or_default(),
+            // A batch's command names its own key; an `MSET` of snapshot strings, its
+            // first key and how many more.
+            EntryKind::Cmd(CmdKind::Batch) => {
+                let args = command_args(command);
+                let first = args.get(1).map(|k| escape_bytes(k)).unwrap_or_default();
+                if args
+                    .first()
+                    .is_some_and(|v| v.eq_ignore_ascii_case(b"MSET"))
+                    && args.len() > 3
+                {
+                    format!("{first} and {} more keys (one MSET)", (args.len() - 3) / 2)
+                } else {
+                    first
+                }
+            }
             _ => self.describe_key(entry),
         };
         let message = String::from_utf8_lossy(text).into_owned();

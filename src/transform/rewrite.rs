@@ -82,6 +82,10 @@ pub struct RewriteConfig {
     /// work for both sides (no payload checksum). Only where the target has `PXAT` (6.2+)
     /// when the key has an expiry.
     pub strings_as_set: bool,
+    /// With `strings_as_set`, on a standalone target: consecutive such strings without
+    /// an expiry go as one `MSET` (up to 256 keys or 64 KiB), which costs the target
+    /// about a quarter less CPU than a `SET` each.
+    pub strings_as_mset: bool,
 }
 
 impl Default for RewriteConfig {
@@ -95,6 +99,7 @@ impl Default for RewriteConfig {
             // keeps the default footprint under 100 MiB with large values.
             restore_max: 8 << 20,
             strings_as_set: true,
+            strings_as_mset: true,
         }
     }
 }
@@ -231,7 +236,24 @@ pub struct KeyRewriter {
     small_db: u32,
     /// The kind of the first command in `small`, used when it stays alone.
     small_first: Option<CmdKind>,
+    /// Plain strings without an expiry gathered for one `MSET` (standalone targets);
+    /// never open while `small` has commands, so the order of keys is kept.
+    mset: MsetGroup,
 }
+
+/// `key value` pairs for one `MSET`, after room for its header (written at the end,
+/// when the count is known, so the pairs are not copied again).
+#[derive(Debug, Default)]
+struct MsetGroup {
+    buf: Vec<u8>,
+    pairs: u32,
+    db: u32,
+    /// The first key, to name it when it stays alone.
+    first: Option<Bytes>,
+}
+
+/// Room before the pairs for `*<argc>\r\n$4\r\nMSET\r\n` (argc up to 10 digits).
+const MSET_ROOM: usize = 24;
 
 /// A batch of small keys is emitted at about this size, or at this many keys.
 const SMALL_BATCH_BYTES: usize = 64 << 10;
@@ -268,12 +290,80 @@ impl KeyRewriter {
             small: CmdBuf::default(),
             small_db: 0,
             small_first: None,
+            mset: MsetGroup::default(),
         }
+    }
+
+    /// Whether plain strings without an expiry go as `MSET`s: `SET` semantics for each key
+    /// (the value replaces any old one and its expiry), a quarter less work for the
+    /// target than one `SET` per key. Not on a cluster, where the keys of one `MSET`
+    /// must share a slot.
+    fn mset_strings(&self) -> bool {
+        self.cfg.strings_as_mset && !self.target.cluster
+    }
+
+    /// `key value` into the open `MSET` (opening one, after emitting other small
+    /// commands, when needed).
+    fn mset_add(&mut self, db: u32, key: &Bytes, e: Elem<'_>, out: &mut impl FnMut(Cmd)) {
+        if self.small.n > 0 || (self.mset.pairs > 0 && self.mset.db != db) {
+            self.flush_pending(out);
+        }
+        let m = &mut self.mset;
+        if m.pairs == 0 {
+            m.db = db;
+            m.first = Some(key.clone());
+            m.buf.clear();
+            if m.buf.capacity() == 0 {
+                m.buf.reserve(SMALL_BATCH_BYTES + (SMALL_BATCH_BYTES >> 2));
+            }
+            m.buf.resize(MSET_ROOM, 0);
+        }
+        bulk(&mut m.buf, key);
+        bulk_elem(&mut m.buf, e);
+        m.pairs += 1;
+        if m.buf.len() >= SMALL_BATCH_BYTES || m.pairs >= SMALL_BATCH_CMDS {
+            self.close_mset(out);
+        }
+    }
+
+    /// Emits the open `MSET`, if any: a `Batch` of one command (its keys are all its
+    /// own), or a plain `SET` when it holds one key.
+    fn close_mset(&mut self, out: &mut impl FnMut(Cmd)) {
+        let m = &mut self.mset;
+        if m.pairs == 0 {
+            return;
+        }
+        let pairs = std::mem::take(&mut m.pairs);
+        let (verb, kind): (&[u8], _) = if pairs == 1 {
+            (
+                b"SET",
+                CmdKind::Data {
+                    key: m.first.take(),
+                },
+            )
+        } else {
+            m.first = None;
+            (b"MSET", CmdKind::Batch)
+        };
+        let mut head = Vec::with_capacity(MSET_ROOM);
+        encode_array_header(&mut head, 1 + 2 * u64::from(pairs));
+        bulk(&mut head, verb);
+        let start = MSET_ROOM - head.len();
+        let mut buf = std::mem::take(&mut m.buf);
+        buf[start..MSET_ROOM].copy_from_slice(&head);
+        out(Cmd {
+            db: Some(m.db),
+            bytes: Bytes::from(buf).slice(start..),
+            n: 1,
+            tag: 0,
+            kind,
+        });
     }
 
     /// Emits the gathered small keys. Call it before the commands that follow the
     /// snapshot, and whenever the output should not wait (end of input, idle source).
     pub fn flush_pending(&mut self, out: &mut impl FnMut(Cmd)) {
+        self.close_mset(out);
         let single = self.small_first.take();
         let kind = if self.small.n == 1 {
             single.unwrap_or(CmdKind::Batch)
@@ -287,6 +377,7 @@ impl KeyRewriter {
 
     /// Makes room in the small batch for one command of `db`.
     fn small_begin(&mut self, db: u32, kind: impl FnOnce() -> CmdKind, out: &mut impl FnMut(Cmd)) {
+        self.close_mset(out);
         if self.small.n > 0 && self.small_db != db {
             self.flush_pending(out);
         }
@@ -471,6 +562,11 @@ impl KeyRewriter {
 
     /// `SET key value [PXAT ms]` into the small batch.
     fn set_string(&mut self, st: &mut KeyState, e: Elem<'_>, out: &mut impl FnMut(Cmd)) {
+        st.written += 1;
+        if st.expire_ms.is_none() && self.mset_strings() {
+            self.mset_add(st.db, &st.key, e, out);
+            return;
+        }
         let key = &st.key;
         self.small_begin(
             st.db,
@@ -489,7 +585,6 @@ impl KeyRewriter {
             bulk_int(&mut b.buf, t);
         }
         self.small_end(out);
-        st.written += 1;
     }
 
     fn piece_into(&mut self, st: &mut KeyState, p: &Piece<'_>, out: &mut impl FnMut(Cmd)) {

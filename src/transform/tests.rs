@@ -189,15 +189,80 @@ fn small_keys_share_a_cmd_until_the_db_changes_on_any_target() {
             r.end(&end(Some(raw)), &mut |c| cmds.push(c));
         }
         r.flush_pending(&mut |c| cmds.push(c));
-        // The same on a cluster: its router splits a batch per master.
         let shape: Vec<(Option<u32>, u32)> = cmds.iter().map(|c| (c.db, c.n)).collect();
-        assert_eq!(shape, [(Some(0), 3), (Some(1), 1)], "cluster {cluster}");
         assert_eq!(cmds[0].kind, CmdKind::Batch);
         // A key alone keeps a kind that names it.
         assert!(matches!(&cmds[1].kind, CmdKind::Data { key: Some(k) } if &k[..] == b"d"));
-        let keys: Vec<String> = argvs(&cmds).into_iter().map(|a| a[1].clone()).collect();
-        assert_eq!(keys, ["a", "b", "c", "d"]);
+        let got = argvs(&cmds);
+        if cluster {
+            // A SET each in one batch: the cluster router splits it per master.
+            assert_eq!(shape, [(Some(0), 3), (Some(1), 1)]);
+            let keys: Vec<&str> = got.iter().map(|a| &*a[1]).collect();
+            assert_eq!(keys, ["a", "b", "c", "d"]);
+        } else {
+            // One MSET for the strings of db 0; the one of db 1 alone is a SET.
+            assert_eq!(shape, [(Some(0), 1), (Some(1), 1)]);
+            assert_eq!(got[0], words(&["MSET", "a", "v", "b", "v", "c", "v"]));
+            assert_eq!(got[1], words(&["SET", "d", "v"]));
+        }
     }
+}
+
+#[test]
+fn strings_without_expiry_share_an_mset_and_keys_keep_their_order() {
+    let exp = NOW + 60_000;
+    let mut r = KeyRewriter::new(
+        &RewriteConfig::default(),
+        &redis((7, 2, 4)),
+        Flavor::Redis,
+        NOW,
+    );
+    let mut cmds = Vec::new();
+    let keys: [(&[u8], Option<i64>); 5] = [
+        (b"a", None),
+        (b"b", None),
+        (b"t", Some(exp)),
+        (b"c", None),
+        (b"d", None),
+    ];
+    for (key, expire) in keys {
+        let k = info(key, ValueKind::String, RDB_TYPE_STRING, expire);
+        r.key(&k, &mut |c| cmds.push(c));
+        r.piece(&Piece::String(Elem::Int(-5)), &mut |c| cmds.push(c));
+        r.end(&end(Some(b"\xc0\xfb")), &mut |c| cmds.push(c));
+    }
+    // A key of another kind closes the MSET before it.
+    let k = info(b"l", ValueKind::List, RDB_TYPE_LIST, None);
+    r.key(&k, &mut |c| cmds.push(c));
+    r.piece(&Piece::ListItem(Elem::Bytes(b"x")), &mut |c| cmds.push(c));
+    r.end(&end(Some(b"\x01\x01x")), &mut |c| cmds.push(c));
+    r.flush_pending(&mut |c| cmds.push(c));
+    let got = argvs(&cmds);
+    assert_eq!(got[0], words(&["MSET", "a", "-5", "b", "-5"]));
+    assert_eq!(got[1], words(&["SET", "t", "-5", "PXAT", &exp.to_string()]));
+    assert_eq!(got[2], words(&["MSET", "c", "-5", "d", "-5"]));
+    assert_eq!(got[3][..2], words(&["RESTORE", "l"])[..]);
+    assert_eq!(got.len(), 4, "{got:?}");
+    // An MSET is one command of its own keys: a batch of one.
+    assert_eq!((cmds[0].n, &cmds[0].kind), (1, &CmdKind::Batch));
+    // Not when the option is off.
+    let cfg = RewriteConfig {
+        strings_as_mset: false,
+        ..RewriteConfig::default()
+    };
+    let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+    let mut cmds = Vec::new();
+    for key in [&b"a"[..], b"b"] {
+        let k = info(key, ValueKind::String, RDB_TYPE_STRING, None);
+        r.key(&k, &mut |c| cmds.push(c));
+        r.piece(&Piece::String(Elem::Bytes(b"v")), &mut |c| cmds.push(c));
+        r.end(&end(Some(b"\x00\x01v")), &mut |c| cmds.push(c));
+    }
+    r.flush_pending(&mut |c| cmds.push(c));
+    assert_eq!(
+        argvs(&cmds),
+        [words(&["SET", "a", "v"]), words(&["SET", "b", "v"])]
+    );
 }
 
 #[test]
