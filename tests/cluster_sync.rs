@@ -355,6 +355,67 @@ fn migrate_slot(cluster: &Cluster, slot: u16, to: &Server, before_done: impl FnO
     }
 }
 
+/// After a failover, ferry reads every slot's marker to resume. A slot being migrated
+/// whose marker has already moved answers the GET with `ASK`: the marker must be read on
+/// the importing node (it once was an error retried until the wait ran out, while the
+/// migration itself waited for ferry).
+#[test]
+fn failover_markers_are_read_through_a_slot_migration_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let replid = "1".repeat(40);
+    let mut cc = cluster.client();
+    for slot in 0..ferry::cluster::SLOTS as u16 {
+        let key = ferry::target::failover::slot_marker_key(slot);
+        let value = format!("{replid} {} 0", 1000 + u64::from(slot));
+        let r = cc.cmd_key(&key, &[b"SET".as_slice(), &key, value.as_bytes()]);
+        assert!(!r.is_error(), "SET of a marker: {r:?}");
+    }
+    let slot = slot_of(b"cw:s:1");
+    let from_port = cluster.owner(slot).port();
+    let to = cluster
+        .current_masters()
+        .into_iter()
+        .find(|m| m.port() != from_port)
+        .expect("another master");
+    let (from, to_port) = (cluster.owner(slot), to.port());
+    let s = slot.to_string();
+    to.client()
+        .ok(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &node_id(from)]);
+    from.client()
+        .ok(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &node_id(to)]);
+    let key = ferry::target::failover::slot_marker_key(slot);
+    let port = to_port.to_string();
+    let r = from.client().cmd(&[
+        b"MIGRATE",
+        b"127.0.0.1",
+        port.as_bytes(),
+        &key,
+        b"0",
+        b"5000",
+    ]);
+    assert!(!r.is_error(), "MIGRATE: {r:?}");
+
+    let seed = ferry::endpoint::Endpoint::parse(&cluster.url()).expect("cluster url");
+    let markers = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(ferry::target::failover::wait_for_cluster(
+            &[seed],
+            &replid,
+            Duration::from_secs(10),
+        ))
+        .expect("the markers of a cluster with a slot in migration");
+    assert_eq!(markers.len(), ferry::cluster::SLOTS);
+    for (i, m) in markers.iter().enumerate() {
+        assert_eq!(*m, Some((1000 + i as u64, 0)), "marker of slot {i}");
+    }
+}
+
 fn node_id(s: &Server) -> String {
     s.client().ok(&["CLUSTER", "MYID"]).as_text().expect("id")
 }

@@ -3,8 +3,9 @@
 use super::decoder::{parse_i64, AggregateKind, Decoder, DecoderConfig, Event, Limits};
 use super::error::RespError;
 
-/// One whole RESP2 or RESP3 value, owned.
-#[derive(Debug, Clone, PartialEq)]
+/// One whole RESP2 or RESP3 value, owned. Its `Debug` shows byte strings as escaped
+/// text (`Error("ASK 8860 127.0.0.1:7001")`), as they appear in error messages.
+#[derive(Clone, PartialEq)]
 pub enum Frame {
     /// `+`
     Simple(Vec<u8>),
@@ -38,6 +39,44 @@ pub enum Frame {
     Attribute(Vec<(Frame, Frame)>),
     /// `>`
     Push(Vec<Frame>),
+}
+
+/// Bytes as escaped text in quotes.
+struct Text<'a>(&'a [u8]);
+
+impl std::fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}\"", self.0.escape_ascii())
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |f: &mut std::fmt::Formatter<'_>, name: &str, b: &[u8]| {
+            f.debug_tuple(name).field(&Text(b)).finish()
+        };
+        match self {
+            Frame::Simple(b) => text(f, "Simple", b),
+            Frame::Error(b) => text(f, "Error", b),
+            Frame::Integer(i) => f.debug_tuple("Integer").field(i).finish(),
+            Frame::Bulk(b) => text(f, "Bulk", b),
+            Frame::Null => f.write_str("Null"),
+            Frame::Array(v) => f.debug_tuple("Array").field(v).finish(),
+            Frame::Double(d) => f.debug_tuple("Double").field(d).finish(),
+            Frame::Boolean(b) => f.debug_tuple("Boolean").field(b).finish(),
+            Frame::BigNumber(b) => text(f, "BigNumber", b),
+            Frame::BulkError(b) => text(f, "BulkError", b),
+            Frame::Verbatim { format, text: t } => f
+                .debug_struct("Verbatim")
+                .field("format", &Text(format))
+                .field("text", &Text(t))
+                .finish(),
+            Frame::Map(v) => f.debug_tuple("Map").field(v).finish(),
+            Frame::Set(v) => f.debug_tuple("Set").field(v).finish(),
+            Frame::Attribute(v) => f.debug_tuple("Attribute").field(v).finish(),
+            Frame::Push(v) => f.debug_tuple("Push").field(v).finish(),
+        }
+    }
 }
 
 impl Frame {
@@ -222,6 +261,20 @@ mod tests {
 
     fn bulk(s: &str) -> Frame {
         Frame::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn debug_shows_byte_strings_as_text() {
+        let f = Frame::Array(vec![
+            Frame::Error(b"ASK 8860 127.0.0.1:7001".to_vec()),
+            Frame::Bulk(b"a\r\n\xff\"".to_vec()),
+            Frame::Integer(3),
+            Frame::Null,
+        ]);
+        assert_eq!(
+            format!("{f:?}"),
+            r#"Array([Error("ASK 8860 127.0.0.1:7001"), Bulk("a\r\n\xff\""), Integer(3), Null])"#
+        );
     }
 
     /// Every variant with its exact encoding.

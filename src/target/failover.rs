@@ -593,11 +593,16 @@ async fn cluster_markers(
             let cmds: Vec<[&[u8]; 2]> = keys.iter().map(|k| [b"GET".as_slice(), k]).collect();
             let refs: Vec<&[&[u8]]> = cmds.iter().map(|c| c.as_slice()).collect();
             let replies = crate::admin::calls(&ep, &refs, timeout * 4).await?;
-            for (s, r) in slots.iter().zip(&replies) {
-                if r.is_error() {
-                    return Err(format!("{}: GET of a marker: {r:?}", ep.addr()));
-                }
-                out[*s as usize] = r.as_bytes().and_then(|v| parse_marker(v, replid));
+            for (&s, r) in slots.iter().zip(&replies) {
+                let reply = match r.error_text() {
+                    None => r.clone(),
+                    // The slot is being migrated and its marker already moved: the
+                    // importing node has it (ASKING lets it answer for one command).
+                    Some(e) => ask_marker(seed, s, e, timeout).await.map_err(|why| {
+                        format!("{}: GET of the marker of slot {s}: {why}", ep.addr())
+                    })?,
+                };
+                out[s as usize] = reply.as_bytes().and_then(|v| parse_marker(v, replid));
             }
         }
         return Ok(out);
@@ -606,6 +611,39 @@ async fn cluster_markers(
         "no node of the cluster answered: {}",
         errors.join("; ")
     ))
+}
+
+/// The marker of `slot` after its owner answered `error` to a GET of it: followed when
+/// that is an `ASK` (a migration in progress moved the marker), else the error (a
+/// `MOVED`: the map changed since it was read, and the caller reads it again).
+async fn ask_marker(
+    seed: &Endpoint,
+    slot: u16,
+    error: &[u8],
+    timeout: Duration,
+) -> Result<Frame, String> {
+    let text = String::from_utf8_lossy(error);
+    let mut words = text.split(' ');
+    let addr = match (words.next(), words.next(), words.next()) {
+        (Some("ASK"), Some(_), Some(a)) => crate::cluster::NodeAddr::parse(a),
+        _ => None,
+    };
+    let Some(addr) = addr else {
+        return Err(text.into_owned());
+    };
+    let key = slot_marker_key(slot);
+    let cmds: [&[&[u8]]; 2] = [&[b"ASKING"], &[b"GET", &key]];
+    let ep = seed.node(&addr);
+    let mut replies = crate::admin::calls(&ep, &cmds, timeout).await?;
+    match replies.pop() {
+        Some(r) if !r.is_error() => Ok(r),
+        Some(r) => Err(format!(
+            "{text}, then {}: {}",
+            ep.addr(),
+            String::from_utf8_lossy(r.error_text().unwrap_or_default())
+        )),
+        None => Err(format!("{text}, then {}: no reply", ep.addr())),
+    }
 }
 
 /// Where to resume after a cluster target's failover: per slot how far it is on the
