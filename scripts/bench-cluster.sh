@@ -10,7 +10,9 @@
 #                        `ferry sync --once` into the empty cluster (wall time to exit)
 #   cluster->cluster   : the commands loaded into a 3-master source cluster, then
 #                        `ferry sync --once` (one replica link per source master)
-# Printed: keys/s and MB/s of RESP commands for each, and ferry / ceiling.
+# Printed: keys/s and MB/s of RESP commands for each, and ferry / ceiling; then the CPU
+# every process spent during each ferry run and the bound it implies (servers and ferry
+# share the machine's cores; the ceiling's run has them to the target masters alone).
 # FERRY_WRAP="perf record -g -o /tmp/ferry.perf --" profiles the standalone -> cluster run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,23 +110,32 @@ flush() { local p; for p in "$@"; do "$CLI" -p "$p" FLUSHALL >/dev/null; done; }
 cluster dst DST
 cluster src SRC
 SP=$(free_port); start standalone "$SP"
+DSTP=("${PIDS[@]:0:3}") SRCP=("${PIDS[@]:3:3}") SPP=${PIDS[6]}
 
 echo "== $SERVER: $KEYS keys of 100 B ($(awk -v b="$BYTES" 'BEGIN { printf "%.0f MB of commands", b / 1e6 }')), ferry $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"
+d0=$(cpu_seconds "${DSTP[@]}")
 t0=$(now); pipe_parts "${DST[@]}"; CEIL=$(since "$t0")
+CEIL_CPU=$(cpu_since "$d0" "${DSTP[@]}")
 [ "$(dbsize "${DST[@]}")" = "$KEYS" ] || { echo "ceiling run lost keys" >&2; exit 1; }
 flush "${DST[@]}"
 
 "$CLI" -p "$SP" --pipe < "$WORK/all.resp" >/dev/null
+c0=$(cpu_seconds "$SPP"); d0=$(cpu_seconds "${DSTP[@]}")
 t0=$(now)
-${FERRY_WRAP:-} "$FERRY" sync --once --source "redis://127.0.0.1:$SP" --target "redis://127.0.0.1:${DST[0]}" 2> "$WORK/ferry-s2c.log"
+/usr/bin/time -f "%U %S" -o "$WORK/cpu-s2c" ${FERRY_WRAP:-} "$FERRY" sync --once ${FERRY_BENCH_CONFIG:+--config "$FERRY_BENCH_CONFIG"} --source "redis://127.0.0.1:$SP" --target "redis://127.0.0.1:${DST[0]}" 2> "$WORK/ferry-s2c.log"
 S2C=$(since "$t0")
+child_reaped "$SP"
+S2C_CPU=("$(cpu_since "$c0" "$SPP")" "$(cpu_since "$d0" "${DSTP[@]}")" "$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/cpu-s2c")")
 [ "$(dbsize "${DST[@]}")" = "$KEYS" ] || { echo "standalone->cluster copied $(dbsize "${DST[@]}") of $KEYS" >&2; exit 1; }
 flush "${DST[@]}"
 
 pipe_parts "${SRC[@]}"
+c0=$(cpu_seconds "${SRCP[@]}"); d0=$(cpu_seconds "${DSTP[@]}")
 t0=$(now)
-"$FERRY" sync --once --source "redis://127.0.0.1:${SRC[0]}" --target "redis://127.0.0.1:${DST[0]}" 2> "$WORK/ferry-c2c.log"
+/usr/bin/time -f "%U %S" -o "$WORK/cpu-c2c" "$FERRY" sync --once ${FERRY_BENCH_CONFIG:+--config "$FERRY_BENCH_CONFIG"} --source "redis://127.0.0.1:${SRC[0]}" --target "redis://127.0.0.1:${DST[0]}" 2> "$WORK/ferry-c2c.log"
 C2C=$(since "$t0")
+for p in "${SRC[@]}"; do child_reaped "$p"; done
+C2C_CPU=("$(cpu_since "$c0" "${SRCP[@]}")" "$(cpu_since "$d0" "${DSTP[@]}")" "$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/cpu-c2c")")
 [ "$(dbsize "${DST[@]}")" = "$KEYS" ] || { echo "cluster->cluster copied $(dbsize "${DST[@]}") of $KEYS" >&2; exit 1; }
 
 awk -v k="$KEYS" -v b="$BYTES" -v c="$CEIL" -v s="$S2C" -v x="$C2C" 'BEGIN {
@@ -133,3 +144,8 @@ awk -v k="$KEYS" -v b="$BYTES" -v c="$CEIL" -v s="$S2C" -v x="$C2C" 'BEGIN {
   printf "standalone -> cluster (ferry --once):   %9.0f keys/s %7.1f MB/s (%.2f s) | ratio %.2f\n", k / s, mb / s, s, c / s
   printf "cluster -> cluster    (ferry --once):   %9.0f keys/s %7.1f MB/s (%.2f s) | ratio %.2f\n", k / x, mb / x, x, c / x
 }'
+echo "CPU of the target masters during the ceiling's run: $CEIL_CPU s"
+echo "CPU during standalone -> cluster: source ${S2C_CPU[0]} s (with its snapshot child), target masters ${S2C_CPU[1]} s, ferry ${S2C_CPU[2]} s"
+echo "  = $(cpu_floor "$CEIL" "$S2C" "${S2C_CPU[@]}")"
+echo "CPU during cluster -> cluster: source masters ${C2C_CPU[0]} s (with their snapshot children), target masters ${C2C_CPU[1]} s, ferry ${C2C_CPU[2]} s"
+echo "  = $(cpu_floor "$CEIL" "$C2C" "${C2C_CPU[@]}")"

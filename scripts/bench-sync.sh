@@ -49,13 +49,6 @@ gen() { # DATASET FILE -> writes RESP commands, prints the key count
 }
 
 now() { date +%s.%N; }
-child_reaped() { # PORT -> returns once the server there has no snapshot child
-  until "$CLI" -p "$1" INFO persistence | grep -q "rdb_bgsave_in_progress:0"; do sleep 0.05; done
-  sleep 0.3
-}
-cpu_ticks() { # PID -> user + system clock ticks of the process and its waited-for children
-  awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat"
-}
 report() { # NAME KEYS BYTES PIPE_S FERRY_S SNAP_S RSS_KB RDB_S
   awk -v n="$1" -v k="$2" -v b="$3" -v p="$4" -v f="$5" -v s="$6" -v r="$7" -v d="$8" 'BEGIN {
     mb = b / 1e6
@@ -85,13 +78,15 @@ full_sync() { # DATASET
   # The snapshot child of that read must be gone: else ferry's PSYNC waits for the source's
   # next replication cron (up to 1 s) to fork again, and the child's CPU lands in ferry's run.
   child_reaped "$sp"
-  local cpu0; cpu0="$(cpu_ticks "$spid") $(cpu_ticks "$tpid")"
+  local src0 dst0; src0=$(cpu_seconds "$spid"); dst0=$(cpu_seconds "$tpid")
   t0=$(now)
   /usr/bin/time -f "%M %U %S" -o "$WORK/rss" ${FERRY_WRAP:-} "$FERRY" sync --once ${FERRY_BENCH_CONFIG:+--config "$FERRY_BENCH_CONFIG"} \
       --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-$ds.log"
   local ferry_s; ferry_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
   child_reaped "$sp"  # and its CPU counted in the source's
-  local cpu1; cpu1="$(cpu_ticks "$spid") $(cpu_ticks "$tpid")"
+  local src dst fe
+  src=$(cpu_since "$src0" "$spid"); dst=$(cpu_since "$dst0" "$tpid")
+  fe=$(awk '{ printf "%.2f", $2 + $3 }' "$WORK/rss")
   local snap_s; snap_s=$(sed -n 's/.*snapshot applied: .* in \([0-9.]*\) s .*/\1/p' "$WORK/ferry-$ds.log" | tail -1)
   local got; got=$("$CLI" -p "$tp" DBSIZE)
   [ "$got" = "$keys" ] || { echo "ferry copied $got keys of $keys" >&2; exit 1; }
@@ -99,11 +94,7 @@ full_sync() { # DATASET
   echo "             ferry CPU: $(awk "{ printf \"user %.2f s, sys %.2f s\", \$2, \$3 }" "$WORK/rss")"
   # The CPU the servers spent during ferry's run: with ferry's own, the time no schedule of
   # these processes on this machine's cores could beat.
-  echo "$cpu0 $cpu1 $(cut -d" " -f2,3 "$WORK/rss") $(getconf CLK_TCK) $(nproc) $pipe_s" | awk '{
-    hz = $7; src = ($3 - $1) / hz; dst = ($4 - $2) / hz; fe = $5 + $6
-    least = (src + dst + fe) / $8
-    printf "             CPU during the sync: source %.2f s (with its snapshot child), target %.2f s, ferry %.2f s = %.2f s on %d cores: no run can take less than %.2f s, a ratio of at most %.2f\n",
-      src, dst, fe, src + dst + fe, $8, least, $9 / least }'
+  echo "             CPU during the sync: source $src s (with its snapshot child), target $dst s, ferry $fe s = $(cpu_floor "$pipe_s" "$ferry_s" "$src" "$dst" "$fe")"
   "$CLI" -p "$sp" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
   "$CLI" -p "$tp" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
 }
