@@ -103,6 +103,10 @@ pub struct SyncArgs {
     /// Serve /status and /healthz on this address (e.g. 127.0.0.1:9121).
     #[arg(long)]
     pub status_listen: Option<String>,
+    /// A clean stop saves its resume point here; the next start takes it and asks the
+    /// source for its stream from there instead of copying everything.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 }
@@ -192,6 +196,9 @@ impl SyncArgs {
         }
         if let Some(l) = &self.status_listen {
             cfg.status.listen = Some(l.clone());
+        }
+        if let Some(p) = &self.checkpoint {
+            cfg.sync.checkpoint = Some(p.clone());
         }
         if let Some(f) = self.log_format {
             cfg.log.format = match f {

@@ -141,6 +141,10 @@ pub struct SyncSection {
     pub heartbeat_key: String,
     /// Seconds SIGTERM/SIGINT may spend draining what is in flight before ferry exits.
     pub drain_timeout: f64,
+    /// A file where a clean stop saves its resume point, taken by the next start
+    /// (`PSYNC <replid> <offset+1>` instead of a full resync).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl Default for SyncSection {
@@ -156,6 +160,7 @@ impl Default for SyncSection {
             heartbeat_interval: 0.0,
             heartbeat_key: DEFAULT_HEARTBEAT_KEY.into(),
             drain_timeout: 30.0,
+            checkpoint: None,
         }
     }
 }

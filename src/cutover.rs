@@ -278,6 +278,10 @@ pub async fn run(
     let mut reverse_cfg = opts.config.clone();
     std::mem::swap(&mut reverse_cfg.source, &mut reverse_cfg.target);
     let mut reverse = SyncOptions::from_config(&reverse_cfg)?;
+    reverse.checkpoint = reverse
+        .checkpoint
+        .as_deref()
+        .map(crate::checkpoint::for_reverse);
     reverse.replica.rdb_filter_only = Some(String::new());
     reverse.once = false;
     let status = Status::new(green_ep.to_string(), blue_ep.to_string());

@@ -36,6 +36,7 @@
 //! live in `source` and `target`, and `sync` is the one place that wires them together.
 
 pub mod admin;
+pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
 pub mod config;

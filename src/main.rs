@@ -130,6 +130,7 @@ fn reverse(args: ferry::cli::ReverseArgs) -> ExitCode {
         target: None,
         once: args.once,
         status_listen: args.status_listen.clone(),
+        checkpoint: None,
         log_format: args.log_format,
     };
     sync(sync_args, Some((args.mode, args.yes)))
@@ -347,6 +348,13 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
         }
     };
     opts.progress_bar = progress_bar;
+    if reverse.is_some() {
+        // The forward sync's checkpoint stays the forward sync's.
+        opts.checkpoint = opts
+            .checkpoint
+            .as_deref()
+            .map(ferry::checkpoint::for_reverse);
+    }
     if matches!(reverse, Some((ferry::cli::ReverseMode::Stream, _))) {
         opts.replica.rdb_filter_only = Some(String::new());
     }

@@ -52,6 +52,9 @@ pub struct SyncOptions {
     /// For one shard of a cluster source: the slot ranges it serves there (its failover
     /// markers on a cluster target cover those). `None`: every slot.
     pub marker_slots: Option<Vec<(u16, u16)>>,
+    /// Where a clean stop saves its resume point and a start takes it
+    /// ([`crate::checkpoint`]). `None`: every start copies everything.
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 /// `[sync] heartbeat_interval` and `heartbeat_key`.
@@ -129,6 +132,7 @@ impl SyncOptions {
             healthz_timeout: Duration::from_secs_f64(cfg.status.healthz_timeout),
             sink: cfg.sink_options()?,
             marker_slots: None,
+            checkpoint: cfg.sync.checkpoint.clone(),
         })
     }
 }
@@ -149,6 +153,8 @@ pub enum SyncError {
         source_addr: String,
         message: String,
     },
+    #[error("{0}")]
+    Checkpoint(String),
 }
 
 /// How a sync ended without error.
@@ -169,7 +175,23 @@ pub async fn run(
     status: Arc<Status>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SyncOutcome, SyncError> {
-    let mut resume = None;
+    let mut resume = match &opts.checkpoint {
+        None => None,
+        Some(path) => {
+            let (source, target) = (opts.replica.endpoint.addr(), opts.writer.endpoint.addr());
+            crate::checkpoint::take(path, &source, &target)
+                .map_err(SyncError::Checkpoint)?
+                .map(|cp| {
+                    info!(path = %path.display(), replid = %cp.replid, offset = cp.offset, db = cp.db, "checkpoint of a clean stop taken: asking the source for its stream from there");
+                    ResumeAfterFailover {
+                        from: crate::source::Resume { replid: cp.replid, offset: cp.offset },
+                        db: cp.db,
+                        skip: None,
+                        checkpoint_of: Some(cp.target_run_id),
+                    }
+                })
+        }
+    };
     loop {
         let mut st = RunState::default();
         let r = run_once(
@@ -231,6 +253,7 @@ pub async fn run(
                         from: crate::source::Resume { replid, offset },
                         db,
                         skip: Some((skip, until)),
+                        checkpoint_of: None,
                     });
                 }
                 None => {
@@ -270,6 +293,7 @@ pub async fn run(
                     from: crate::source::Resume { replid, offset: o },
                     db,
                     skip: None,
+                    checkpoint_of: None,
                 });
             }
             None => {
@@ -342,6 +366,9 @@ struct ResumeAfterFailover {
     /// A cluster target: per slot how far it is on the target, and where the failed run
     /// had got to.
     skip: Option<(Vec<u64>, u64)>,
+    /// A start from a checkpoint (not a failover): the target's `run_id` then. Every slot
+    /// of a cluster target has everything up to the offset.
+    checkpoint_of: Option<String>,
 }
 
 async fn run_once(
@@ -374,6 +401,17 @@ async fn run_once(
     let target_info = writer.info().clone();
     st.target = Some(writer.endpoint().clone());
     info!(target = %opts.writer.endpoint, version = ?target_info.version, valkey = target_info.valkey, "target connected");
+    let target_run_id = match &opts.checkpoint {
+        Some(_) => target_run_id(writer.endpoint(), opts.writer.connect_timeout).await,
+        None => None,
+    };
+    if let Some(want) = resume.as_ref().and_then(|r| r.checkpoint_of.as_ref()) {
+        if target_run_id.as_ref() != Some(want) {
+            warn!("the target restarted since the checkpoint was written (another run_id): it may lack what it had applied, copying everything again (full resync)");
+            resume = None;
+        }
+    }
+    let from_checkpoint = resume.as_ref().is_some_and(|r| r.checkpoint_of.is_some());
 
     let applied = Arc::new(AtomicU64::new(0));
     let data_offset = Arc::new(AtomicU64::new(0));
@@ -632,6 +670,12 @@ async fn run_once(
                             if let (Some(sm), Some((skip, until))) = (&pump.slots, resume_skip.take()) {
                                 sm.lock().unwrap_or_else(|p| p.into_inner()).resume(skip, until);
                             }
+                            if let (Some(sm), true) = (&pump.slots, from_checkpoint) {
+                                // The clean stop deleted the markers; every slot has the
+                                // stream up to here.
+                                sm.lock().unwrap_or_else(|p| p.into_inner()).all_dirty(offset);
+                                pump.write_marker(&mut writer).await.map_err(|e| SyncError::Target(e.to_string()))?;
+                            }
                             st.base = offset;
                             // A shard of a cluster source: what it had published before the
                             // failover is not all on the new master; it is up to `offset`.
@@ -709,6 +753,9 @@ async fn run_once(
     }
     flushed.map_err(|e| SyncError::Target(e.to_string()))?;
     outcome?;
+    if let Some(path) = &opts.checkpoint {
+        save_checkpoint(path, &opts, st, &pump, a, replid.as_deref(), target_run_id);
+    }
     info!(
         applied_offset = a,
         replid = replid.as_deref().unwrap_or("-"),
@@ -718,6 +765,56 @@ async fn run_once(
         applied_offset: a,
         replid,
     })
+}
+
+/// Writes the resume point of a clean stop, when it is exact: the stream phase was
+/// reached and everything received was acknowledged (the db at the offset is then known).
+fn save_checkpoint(
+    path: &std::path::Path,
+    opts: &SyncOptions,
+    st: &RunState,
+    pump: &StreamPump,
+    applied: u64,
+    replid: Option<&str>,
+    target_run_id: Option<String>,
+) {
+    let why_not = match (replid, target_run_id) {
+        _ if !st.streaming => Err("the snapshot was not applied".to_string()),
+        _ if st.failover.load(Ordering::Relaxed) => Err("the target failed over".to_string()),
+        _ if applied != pump.processed => Err(format!(
+            "the target acknowledged offset {applied} of {} received",
+            pump.processed
+        )),
+        (None, _) => Err("no replication id".to_string()),
+        (_, None) => Err("the target's run_id is unknown".to_string()),
+        (Some(replid), Some(run_id)) => {
+            let cp = crate::checkpoint::Checkpoint {
+                source: opts.replica.endpoint.addr(),
+                target: opts.writer.endpoint.addr(),
+                target_run_id: run_id,
+                replid: replid.to_string(),
+                offset: applied,
+                db: pump.cur_db,
+            };
+            crate::checkpoint::save(path, &cp).map(|()| cp)
+        }
+    };
+    match why_not {
+        Ok(cp) => {
+            info!(path = %path.display(), offset = cp.offset, db = cp.db, "checkpoint saved: the next start resumes from here")
+        }
+        Err(e) => {
+            warn!(path = %path.display(), "no checkpoint saved ({e}): the next start copies everything")
+        }
+    }
+}
+
+/// The `run_id` of a target server (`INFO server`), to tell a restarted target.
+async fn target_run_id(ep: &Endpoint, timeout: Duration) -> Option<String> {
+    let text = crate::admin::info_section(ep, "server", timeout)
+        .await
+        .ok()?;
+    crate::admin::info_field(&text, "run_id").map(str::to_string)
 }
 
 fn update_status(

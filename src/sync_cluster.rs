@@ -105,6 +105,10 @@ pub async fn run(
         o.replica.endpoint = source;
         o.marker_slots = Some(topo.masters[i].slots.clone());
         o.replica.spool_dir = opts.replica.spool_dir.join(format!("shard-{i}"));
+        o.checkpoint = opts
+            .checkpoint
+            .as_deref()
+            .map(|p| crate::checkpoint::for_shard(p, &o.replica.endpoint.addr()));
         o.sink.shard = Some((i, guard.clone()));
         let st = Status::new(o.replica.endpoint.to_string(), status.snapshot().target);
         let handle = tokio::spawn(sync::run(o, st.clone(), stop_rx.clone()));

@@ -339,3 +339,103 @@ fn resumes_through_a_cut_link_without_loss() {
         1_000,
     );
 }
+
+/// A stop with SIGTERM saves a checkpoint (`--checkpoint FILE`). The next start resumes the
+/// stream from it: `+CONTINUE`, no second full sync. What the source wrote while ferry was
+/// stopped arrives then, including counters and lists (applied twice they would differ) and
+/// commands in the db the stream was in at the stop: the source does not select it again.
+/// A ferry that is killed leaves no checkpoint; its next start copies everything again.
+#[test]
+fn resumes_from_a_checkpoint_after_a_clean_stop() {
+    let _alone = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = common::require_server("redis-7.0") else {
+        return;
+    };
+    let source = Server::start(&spec, &[]);
+    let target = Server::start(&spec, &[]);
+    let mut c = source.client();
+    fill(&mut c, &spec);
+    let cp = source.dir().join("checkpoint");
+    let cps = cp.to_str().expect("utf-8 path").to_string();
+    let (src_url, dst_url) = (source.url(), target.url());
+    let args = [
+        "sync",
+        "--source",
+        &src_url,
+        "--target",
+        &dst_url,
+        "--checkpoint",
+        &cps,
+    ];
+    let counters = |c: &mut common::Client, n: usize| {
+        // Ends in db 3: the stream's db at the stop.
+        for _ in 0..n {
+            c.select(0);
+            c.cmd_str(&["INCR", "cp:counter"]);
+            c.cmd_str(&["RPUSH", "cp:list", "x"]);
+            c.select(3);
+            c.cmd_str(&["INCRBY", "cp:counter3", "7"]);
+        }
+    };
+
+    let mut ferry = spawn_ferry(&args, &source.dir().join("ferry-1.log"));
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    counters(&mut c, 50);
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    stop_ferry(ferry);
+    let saved = std::fs::read_to_string(&cp).expect("a clean stop saves a checkpoint");
+    assert!(saved.contains("db = 3"), "{saved}");
+
+    // Written while ferry is stopped; the first commands need no SELECT on the source.
+    c.select(3);
+    c.cmd_str(&["INCRBY", "cp:counter3", "100"]);
+    counters(&mut c, 30);
+    let stop = Arc::new(AtomicBool::new(false));
+    workload::run(
+        &mut c,
+        &spec,
+        &Workload {
+            ops: 1000,
+            pause: Duration::ZERO,
+            seed: 21,
+        },
+        &stop,
+    );
+    let mut ferry = spawn_ferry(&args, &source.dir().join("ferry-2.log"));
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    let log = ferry.log_text();
+    assert!(!cp.exists(), "a start takes the checkpoint");
+    assert!(log.contains("partial resync accepted"), "{log}");
+    assert_eq!(
+        info_u64(&source, "stats", "sync_full"),
+        1,
+        "no second full sync"
+    );
+    counters(&mut c, 10);
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    let dbs = [0, 1, 2, 3, 5];
+    assert_models_equal(
+        &read_back(&mut c, &spec, &dbs),
+        &read_back(&mut target.client(), &spec, &dbs),
+        1_000,
+    );
+
+    // Killed: no checkpoint, so the next start is a full resync.
+    ferry.signal(9);
+    ferry.wait_exit(Duration::from_secs(10));
+    assert!(!cp.exists(), "a killed ferry leaves no checkpoint");
+    counters(&mut c, 5);
+    let mut ferry = spawn_ferry(&args, &source.dir().join("ferry-3.log"));
+    wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    stop_ferry(ferry);
+    assert_eq!(
+        info_u64(&source, "stats", "sync_full"),
+        2,
+        "a full resync after the kill"
+    );
+    assert_models_equal(
+        &read_back(&mut c, &spec, &dbs),
+        &read_back(&mut target.client(), &spec, &dbs),
+        1_000,
+    );
+}
