@@ -217,6 +217,55 @@ fn standalone_into_cluster_redis_7_2() {
     standalone_into_cluster("redis-7.2");
 }
 
+/// A standalone source into a cluster, stopped with SIGTERM and started again with the same
+/// `--checkpoint`: the second run continues the stream (no second full sync) with what the
+/// source wrote meanwhile, and writes every slot's failover marker at once (the clean stop
+/// had deleted them), so that a failover after the restart resumes from the markers.
+#[test]
+fn standalone_into_cluster_resumes_from_a_checkpoint_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = source_with_data(&spec, false);
+    let (dir1, dir2) = (TempDir::new("cluster-cp-1"), TempDir::new("cluster-cp-2"));
+    let cp = dir1.path().join("checkpoint");
+    let extra = ["--checkpoint", cp.to_str().expect("utf-8")];
+    let stop = Arc::new(AtomicBool::new(false));
+    let full_syncs = || {
+        source.client().info("stats")["sync_full"]
+            .parse::<u64>()
+            .expect("sync_full")
+    };
+
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir1.path(), &extra);
+    cluster_workload(source.addr(), 1000, 3, &spec, &stop);
+    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    ferry_proc::stop(ferry);
+    assert!(cp.exists(), "a clean stop saves a checkpoint");
+    assert_eq!(
+        cluster.read_back().keys.len(),
+        read_back(&mut source.client(), &spec, &[0]).keys.len()
+    );
+
+    cluster_workload(source.addr(), 1500, 4, &spec, &stop);
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir2.path(), &extra);
+    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    let log = ferry.log_text();
+    assert!(log.contains("partial resync accepted"), "{log}");
+    assert_eq!(full_syncs(), 1, "no second full sync");
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let on_cluster: i64 = cluster.key_counts().iter().sum();
+    assert_eq!(
+        on_cluster as usize,
+        expected.keys.len() + 16384,
+        "every slot has its failover marker while the resumed run streams"
+    );
+    ferry_proc::stop(ferry);
+    assert_models_equal(&expected, &cluster.read_back(), 1_000);
+}
+
 /// The old-server path: CLUSTER SLOTS (no SHARDS), COMMAND without key specs (EVAL's keys
 /// from the built-in table), no UNLINK.
 #[test]
