@@ -192,6 +192,7 @@ pub async fn run(
                 })
         }
     };
+    let mut first = true;
     loop {
         let mut st = RunState::default();
         let r = run_once(
@@ -199,6 +200,7 @@ pub async fn run(
             status.clone(),
             shutdown.clone(),
             resume.take(),
+            std::mem::take(&mut first),
             &mut st,
         )
         .await;
@@ -376,6 +378,7 @@ async fn run_once(
     status: Arc<Status>,
     mut shutdown: watch::Receiver<bool>,
     mut resume: Option<ResumeAfterFailover>,
+    first: bool,
     st: &mut RunState,
 ) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
@@ -409,6 +412,32 @@ async fn run_once(
         if target_run_id.as_ref() != Some(want) {
             warn!("the target restarted since the checkpoint was written (another run_id): it may lack what it had applied, copying everything again (full resync)");
             resume = None;
+        }
+    }
+    // With a checkpoint file, a standalone target also keeps failover markers: they are
+    // what a start after a run that did not stop cleanly (a crash, `kill -9`) resumes from.
+    let crash_markers = opts.checkpoint.is_some() && !writer.is_cluster();
+    let target_dbs = match crash_markers {
+        true => failover::databases(writer.endpoint(), opts.writer.connect_timeout)
+            .await
+            .map_err(SyncError::Target)?,
+        false => 0,
+    };
+    if first && crash_markers && resume.is_none() {
+        match failover::read_any_marker(writer.endpoint(), opts.writer.connect_timeout).await {
+            Ok(Some((replid, offset, db))) => {
+                warn!(%replid, offset, db, "no checkpoint file, but the target holds ferry's failover marker: the last run did not stop cleanly; asking the source for its stream from the marker");
+                resume = Some(ResumeAfterFailover {
+                    from: crate::source::Resume { replid, offset },
+                    db,
+                    skip: None,
+                    checkpoint_of: None,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!("could not read the target's failover markers ({e}): copying everything")
+            }
         }
     }
     let from_checkpoint = resume.as_ref().is_some_and(|r| r.checkpoint_of.is_some());
@@ -453,7 +482,11 @@ async fn run_once(
     let mut pump = StreamPump::new(opts.max_command, &target_info);
     pump.heartbeat_key = opts.heartbeat.as_ref().map(|h| h.key.as_bytes().to_vec());
     pump.data_offset = Some(data_offset);
-    pump.marker = opts.writer.endpoint.sentinel.is_some() && !writer.is_cluster();
+    pump.marker =
+        (opts.writer.endpoint.sentinel.is_some() || crash_markers) && !writer.is_cluster();
+    // A clean stop deletes the markers of every db, not only of those this run wrote in:
+    // a marker left from an earlier run would be resumed from later.
+    pump.marker_dbs.extend(0..target_dbs);
     // The sentinels are asked every second whether the target's master moved.
     let moved =
         opts.writer.endpoint.sentinel.is_some().then(|| {
@@ -593,6 +626,12 @@ async fn run_once(
                             s.consistent = false;
                             s.snapshot = Default::default();
                         });
+                        if crash_markers {
+                            // Markers of an older history go before the snapshot's first
+                            // key: a run that dies during this snapshot must not be
+                            // resumed from them.
+                            pump.clear_markers(&mut writer, target_dbs).await.map_err(|e| SyncError::Target(e.to_string()))?;
+                        }
                         pump.reset(offset);
                         writer.restart_shard();
                         snapshot = Some(Snapshot::new(&opts, &target_info));
@@ -727,7 +766,21 @@ async fn run_once(
             Ok(())
         }
     };
-    if flushed.is_ok() && outcome.is_ok() && (!pump.marker_dbs.is_empty() || pump.slots.is_some()) {
+    // With a checkpoint file that cannot be written, a standalone target keeps its markers:
+    // the next start resumes from them.
+    let blocker = checkpoint_blocker(
+        st,
+        &pump,
+        pump.applied(&writer),
+        replid.as_deref(),
+        target_run_id.as_deref(),
+    );
+    let keep_markers = crash_markers && blocker.is_some();
+    if flushed.is_ok()
+        && outcome.is_ok()
+        && !keep_markers
+        && (!pump.marker_dbs.is_empty() || pump.slots.is_some())
+    {
         if let Err(e) = pump.delete_markers(&mut writer).await {
             if st.failover.load(Ordering::Relaxed) {
                 // The target lost writes it had acknowledged: stopping now would leave it
@@ -754,7 +807,35 @@ async fn run_once(
     flushed.map_err(|e| SyncError::Target(e.to_string()))?;
     outcome?;
     if let Some(path) = &opts.checkpoint {
-        save_checkpoint(path, &opts, st, &pump, a, replid.as_deref(), target_run_id);
+        match (&blocker, replid.as_deref(), target_run_id) {
+            (None, Some(replid), Some(run_id)) => {
+                let cp = crate::checkpoint::Checkpoint {
+                    source: opts.replica.endpoint.addr(),
+                    target: opts.writer.endpoint.addr(),
+                    target_run_id: run_id,
+                    replid: replid.to_string(),
+                    offset: a,
+                    db: pump.cur_db,
+                };
+                match crate::checkpoint::save(path, &cp) {
+                    Ok(()) => {
+                        info!(path = %path.display(), offset = cp.offset, db = cp.db, "checkpoint saved: the next start resumes from here")
+                    }
+                    Err(e) => warn!("no checkpoint saved ({e}): the next start copies everything"),
+                }
+            }
+            (why, _, _) => {
+                let why = why.as_deref().unwrap_or("no replication id");
+                match keep_markers {
+                    true => {
+                        warn!(path = %path.display(), "no checkpoint saved ({why}): the failover markers stay on the target, and the next start resumes from them")
+                    }
+                    false => {
+                        warn!(path = %path.display(), "no checkpoint saved ({why}): the next start copies everything")
+                    }
+                }
+            }
+        }
     }
     info!(
         applied_offset = a,
@@ -767,45 +848,31 @@ async fn run_once(
     })
 }
 
-/// Writes the resume point of a clean stop, when it is exact: the stream phase was
-/// reached and everything received was acknowledged (the db at the offset is then known).
-fn save_checkpoint(
-    path: &std::path::Path,
-    opts: &SyncOptions,
+/// Why a clean stop cannot save an exact resume point (`None`: it can): the stream phase
+/// must have been reached and everything received acknowledged (the db at the offset is
+/// then known).
+fn checkpoint_blocker(
     st: &RunState,
     pump: &StreamPump,
     applied: u64,
     replid: Option<&str>,
-    target_run_id: Option<String>,
-) {
-    let why_not = match (replid, target_run_id) {
-        _ if !st.streaming => Err("the snapshot was not applied".to_string()),
-        _ if st.failover.load(Ordering::Relaxed) => Err("the target failed over".to_string()),
-        _ if applied != pump.processed => Err(format!(
+    target_run_id: Option<&str>,
+) -> Option<String> {
+    if !st.streaming {
+        Some("the snapshot was not applied".into())
+    } else if st.failover.load(Ordering::Relaxed) {
+        Some("the target failed over".into())
+    } else if applied != pump.processed {
+        Some(format!(
             "the target acknowledged offset {applied} of {} received",
             pump.processed
-        )),
-        (None, _) => Err("no replication id".to_string()),
-        (_, None) => Err("the target's run_id is unknown".to_string()),
-        (Some(replid), Some(run_id)) => {
-            let cp = crate::checkpoint::Checkpoint {
-                source: opts.replica.endpoint.addr(),
-                target: opts.writer.endpoint.addr(),
-                target_run_id: run_id,
-                replid: replid.to_string(),
-                offset: applied,
-                db: pump.cur_db,
-            };
-            crate::checkpoint::save(path, &cp).map(|()| cp)
-        }
-    };
-    match why_not {
-        Ok(cp) => {
-            info!(path = %path.display(), offset = cp.offset, db = cp.db, "checkpoint saved: the next start resumes from here")
-        }
-        Err(e) => {
-            warn!(path = %path.display(), "no checkpoint saved ({e}): the next start copies everything")
-        }
+        ))
+    } else if replid.is_none() {
+        Some("no replication id".into())
+    } else if target_run_id.is_none() {
+        Some("the target's run_id is unknown".into())
+    } else {
+        None
     }
 }
 
@@ -1309,6 +1376,24 @@ impl StreamPump {
                 kind: CmdKind::Data { key: None },
             })
             .await
+    }
+
+    /// Deletes the marker of every db `0..dbs` (a standalone target, before a snapshot).
+    async fn clear_markers(&mut self, writer: &mut Writer, dbs: u32) -> Result<(), TargetError> {
+        for db in 0..dbs {
+            let mut b = Vec::new();
+            resp::encode_command(&mut b, &[b"DEL".as_slice(), failover::MARKER_KEY]);
+            writer
+                .send(Cmd {
+                    db: Some(db),
+                    bytes: Bytes::from(b),
+                    n: 1,
+                    tag: self.processed,
+                    kind: CmdKind::Data { key: None },
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Deletes the failover markers (a clean stop).

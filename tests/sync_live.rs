@@ -344,7 +344,8 @@ fn resumes_through_a_cut_link_without_loss() {
 /// stream from it: `+CONTINUE`, no second full sync. What the source wrote while ferry was
 /// stopped arrives then, including counters and lists (applied twice they would differ) and
 /// commands in the db the stream was in at the stop: the source does not select it again.
-/// A ferry that is killed leaves no checkpoint; its next start copies everything again.
+/// A ferry that is killed leaves no checkpoint file; its next start resumes from the
+/// failover markers it keeps on the target when a checkpoint is configured.
 #[test]
 fn resumes_from_a_checkpoint_after_a_clean_stop() {
     let _alone = BUSY.lock().unwrap_or_else(|p| p.into_inner());
@@ -414,28 +415,65 @@ fn resumes_from_a_checkpoint_after_a_clean_stop() {
     counters(&mut c, 10);
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
     let dbs = [0, 1, 2, 3, 5];
-    assert_models_equal(
-        &read_back(&mut c, &spec, &dbs),
-        &read_back(&mut target.client(), &spec, &dbs),
-        1_000,
+    // While it runs, the target also holds ferry's failover marker (a key per db written).
+    let mut on_target = read_back(&mut target.client(), &spec, &dbs);
+    let markers = on_target.keys.len();
+    on_target
+        .keys
+        .retain(|(_, k), _| k.as_slice() != b"ferry:applied");
+    assert!(
+        markers > on_target.keys.len(),
+        "a failover marker while running"
     );
+    assert_models_equal(&read_back(&mut c, &spec, &dbs), &on_target, 1_000);
 
-    // Killed: no checkpoint, so the next start is a full resync.
+    // Killed while counters and lists are being written: no checkpoint file, but the
+    // target's failover marker says how far it is, and the next start resumes from there
+    // (still no second full sync), each command applied once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, stop2) = (source.addr(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut c = common::Client::connect(addr);
+        let mut n = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            c.select(0);
+            c.cmd_str(&["INCR", "cp:counter"]);
+            c.cmd_str(&["RPUSH", "cp:list", "y"]);
+            c.select(3);
+            c.cmd_str(&["INCRBY", "cp:counter3", "7"]);
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(500));
     ferry.signal(9);
     ferry.wait_exit(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.join().expect("writer");
     assert!(!cp.exists(), "a killed ferry leaves no checkpoint");
     counters(&mut c, 5);
     let mut ferry = spawn_ferry(&args, &source.dir().join("ferry-3.log"));
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+    let log = ferry.log_text();
     stop_ferry(ferry);
+    assert!(log.contains("did not stop cleanly"), "{log}");
     assert_eq!(
         info_u64(&source, "stats", "sync_full"),
-        2,
-        "a full resync after the kill"
+        1,
+        "resumed from the target's marker after the kill ({rounds} rounds written around it)"
     );
     assert_models_equal(
         &read_back(&mut c, &spec, &dbs),
         &read_back(&mut target.client(), &spec, &dbs),
         1_000,
     );
+    let mut t = target.client();
+    for db in 0..16 {
+        t.select(db);
+        assert!(
+            t.cmd_str(&["GET", "ferry:applied"]).is_nil(),
+            "markers deleted at the stop (db {db})"
+        );
+    }
 }

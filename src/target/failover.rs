@@ -79,17 +79,46 @@ pub async fn read_marker(
     replid: &str,
     timeout: Duration,
 ) -> Result<Option<(u64, u32)>, String> {
-    let dbs = crate::admin::calls(ep, &[&[b"CONFIG", b"GET", b"databases"]], timeout)
+    Ok(read_markers(ep, timeout)
         .await?
         .into_iter()
-        .next()
-        .and_then(|f| match f {
-            Frame::Array(a) => a.get(1).and_then(|v| v.to_i64()),
-            _ => None,
-        })
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(16)
-        .clamp(1, 256);
+        .filter(|(id, _, _)| id == replid)
+        .map(|(_, off, db)| (off, db))
+        .max())
+}
+
+/// The marker with the largest offset on the server `ep`, whatever its source history:
+/// (replid, offset, db). A start after a run that did not stop cleanly resumes from it.
+pub async fn read_any_marker(
+    ep: &Endpoint,
+    timeout: Duration,
+) -> Result<Option<(String, u64, u32)>, String> {
+    Ok(read_markers(ep, timeout)
+        .await?
+        .into_iter()
+        .max_by_key(|(_, off, _)| *off))
+}
+
+/// The number of dbs of the server `ep` (`CONFIG GET databases`; 16 when it does not say).
+pub async fn databases(ep: &Endpoint, timeout: Duration) -> Result<u32, String> {
+    Ok(
+        crate::admin::calls(ep, &[&[b"CONFIG", b"GET", b"databases"]], timeout)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|f| match f {
+                Frame::Array(a) => a.get(1).and_then(|v| v.to_i64()),
+                _ => None,
+            })
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(16)
+            .clamp(1, 256),
+    )
+}
+
+/// Every db's marker on the server `ep`: (replid, offset, db).
+async fn read_markers(ep: &Endpoint, timeout: Duration) -> Result<Vec<(String, u64, u32)>, String> {
+    let dbs = databases(ep, timeout).await?;
     let names: Vec<String> = (0..dbs).map(|d| d.to_string()).collect();
     let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
     for n in &names {
@@ -103,17 +132,23 @@ pub async fn read_marker(
         .skip(1)
         .step_by(2)
         .filter_map(|f| f.as_bytes())
-        .filter_map(|v| parse_marker(v, replid))
-        .max())
+        .filter_map(parse_any_marker)
+        .collect())
 }
 
 fn parse_marker(v: &[u8], replid: &str) -> Option<(u64, u32)> {
+    parse_any_marker(v)
+        .filter(|(id, _, _)| id == replid)
+        .map(|(_, off, db)| (off, db))
+}
+
+fn parse_any_marker(v: &[u8]) -> Option<(String, u64, u32)> {
     let mut w = std::str::from_utf8(v).ok()?.split(' ');
     let (id, off, db) = (w.next()?, w.next()?, w.next()?);
-    if id != replid || w.next().is_some() {
+    if w.next().is_some() {
         return None;
     }
-    Some((off.parse().ok()?, db.parse().ok()?))
+    Some((id.to_string(), off.parse().ok()?, db.parse().ok()?))
 }
 
 /// The role of `ep` from `INFO replication` (`master`, `slave`), for deciding whether a
