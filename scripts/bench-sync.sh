@@ -9,6 +9,10 @@
 #                                         not spend its time compressing random bytes)
 #   FERRY_WRAP="perf record -g -o /tmp/ferry.perf --" scripts/bench-sync.sh small
 #                                         (profiles each full sync's ferry run)
+#   FERRY_BENCH_CONFIG=FILE scripts/bench-sync.sh stream
+#                                         (ferry runs with that config file too, e.g. with
+#                                         [sync] checkpoint = "/tmp/cp" to measure the cost
+#                                         of the failover markers it then keeps)
 #
 # For each dataset the same RESP commands are generated once (python3), then:
 #   ceiling : `redis-cli --pipe` of those commands into an empty target (its ingest rate)
@@ -102,7 +106,7 @@ full_sync() { # DATASET
 stream() {
   [ -n "$BENCH" ] || { echo "stream: redis-benchmark not found (apt-get install redis-tools)"; return; }
   local sp tp; sp=$(free_port); start src-stream "$sp"; tp=$(free_port); start dst-stream "$tp"
-  "$FERRY" sync --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-stream.log" &
+  "$FERRY" sync ${FERRY_BENCH_CONFIG:+--config "$FERRY_BENCH_CONFIG"} --source "redis://127.0.0.1:$sp" --target "redis://127.0.0.1:$tp" 2> "$WORK/ferry-stream.log" &
   local fp=$!
   sleep 2
   # A steady load: SET/INCR/LPUSH from 20 clients, for about 20 s.
