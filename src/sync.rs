@@ -440,6 +440,11 @@ async fn run_once(
             }
         }
     }
+    // A cluster target keeps per-slot markers anyway (not with db_map key prefixes).
+    let slot_markers = writer.is_cluster() && !opts.sink.db_map.has_prefix();
+    if first && opts.checkpoint.is_some() && slot_markers && resume.is_none() {
+        resume = resume_from_slot_markers(&opts).await;
+    }
     let from_checkpoint = resume.as_ref().is_some_and(|r| r.checkpoint_of.is_some());
 
     let applied = Arc::new(AtomicU64::new(0));
@@ -632,6 +637,11 @@ async fn run_once(
                             // resumed from them.
                             pump.clear_markers(&mut writer, target_dbs).await.map_err(|e| SyncError::Target(e.to_string()))?;
                         }
+                        if opts.checkpoint.is_some() && pump.slots.is_some() {
+                            // The same for a cluster target's per-slot markers (the
+                            // snapshot's end writes them all again).
+                            pump.delete_slot_markers(&mut writer).await.map_err(|e| SyncError::Target(e.to_string()))?;
+                        }
                         pump.reset(offset);
                         writer.restart_shard();
                         snapshot = Some(Snapshot::new(&opts, &target_info));
@@ -775,7 +785,8 @@ async fn run_once(
         replid.as_deref(),
         target_run_id.as_deref(),
     );
-    let keep_markers = crash_markers && blocker.is_some();
+    let keep_markers =
+        (crash_markers || (opts.checkpoint.is_some() && pump.slots.is_some())) && blocker.is_some();
     if flushed.is_ok()
         && outcome.is_ok()
         && !keep_markers
@@ -873,6 +884,58 @@ fn checkpoint_blocker(
         Some("the target's run_id is unknown".into())
     } else {
         None
+    }
+}
+
+/// A start with a checkpoint configured but no file, into a cluster target: the per-slot
+/// markers of a run that did not stop cleanly say, slot by slot, how far the target is.
+/// The plan is a failover's: the stream from the oldest marker, each slot skipping what it
+/// has. `None`: no markers of one history on every slot this stream keeps (copy everything).
+async fn resume_from_slot_markers(opts: &SyncOptions) -> Option<ResumeAfterFailover> {
+    let seeds = [opts.writer.endpoint.clone()];
+    let markers = match failover::wait_for_cluster_any(&seeds, Duration::from_secs(10)).await {
+        Ok(m) => m,
+        Err(e) => {
+            warn!("could not read the target's failover markers ({e}): copying everything");
+            return None;
+        }
+    };
+    let keeps = |s: u16| {
+        opts.marker_slots
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|&(a, b)| a <= s && s <= b))
+    };
+    // The history: that of the first slot this stream keeps.
+    let first = (0..crate::cluster::SLOTS as u16).find(|&s| keeps(s))?;
+    let replid = markers[first as usize].as_ref()?.0.clone();
+    let mine: Vec<Option<(u64, u32)>> = markers
+        .iter()
+        .map(|m| {
+            m.as_ref()
+                .filter(|(id, _, _)| *id == replid)
+                .map(|&(_, off, db)| (off, db))
+        })
+        .collect();
+    let cut = mine.iter().flatten().copied().max_by_key(|&(off, _)| off)?;
+    // What the crashed run had sent is unknown: every slot needs its commands from its
+    // own marker on.
+    let sent = vec![u64::MAX; crate::cluster::SLOTS];
+    match failover::plan_resume(&mine, &sent, cut, keeps) {
+        Some((skip, offset, db)) => {
+            warn!(%replid, offset, until = cut.0, db, "no checkpoint file, but every slot of the target holds ferry's failover marker: the last run did not stop cleanly; asking the source for its stream from the oldest, each slot skipping what it has");
+            Some(ResumeAfterFailover {
+                from: crate::source::Resume { replid, offset },
+                db,
+                skip: Some((skip, cut.0)),
+                checkpoint_of: None,
+            })
+        }
+        None => {
+            warn!(
+                "slots of the target without a failover marker of the last run: copying everything"
+            );
+            None
+        }
     }
 }
 
@@ -1402,26 +1465,7 @@ impl StreamPump {
             if !self.started {
                 return Ok(());
             }
-            // Every slot: a run that resumed after a failover found them all written.
-            let kept: Vec<u16> = {
-                let sm = self
-                    .slots
-                    .as_ref()
-                    .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
-                (0..crate::cluster::SLOTS as u16)
-                    .filter(|&s| sm.as_ref().is_none_or(|sm| sm.keeps(s)))
-                    .collect()
-            };
-            for slot in kept {
-                let mut b = Vec::new();
-                resp::encode_command(
-                    &mut b,
-                    &[b"DEL".as_slice(), &failover::slot_marker_key(slot)],
-                );
-                writer
-                    .send(slot_marker_cmd(slot, b, self.processed))
-                    .await?;
-            }
+            self.delete_slot_markers(writer).await?;
             return writer.flush().await;
         }
         for db in std::mem::take(&mut self.marker_dbs) {
@@ -1438,6 +1482,31 @@ impl StreamPump {
                 .await?;
         }
         writer.flush().await
+    }
+
+    /// Deletes the marker of every slot this stream keeps (a cluster target).
+    async fn delete_slot_markers(&mut self, writer: &mut Writer) -> Result<(), TargetError> {
+        // Every slot: a run that resumed after a failover found them all written.
+        let kept: Vec<u16> = {
+            let sm = self
+                .slots
+                .as_ref()
+                .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+            (0..crate::cluster::SLOTS as u16)
+                .filter(|&s| sm.as_ref().is_none_or(|sm| sm.keeps(s)))
+                .collect()
+        };
+        for slot in kept {
+            let mut b = Vec::new();
+            resp::encode_command(
+                &mut b,
+                &[b"DEL".as_slice(), &failover::slot_marker_key(slot)],
+            );
+            writer
+                .send(slot_marker_cmd(slot, b, self.processed))
+                .await?;
+        }
+        Ok(())
     }
 
     fn started(&self) -> bool {

@@ -220,7 +220,8 @@ fn standalone_into_cluster_redis_7_2() {
 /// A standalone source into a cluster, stopped with SIGTERM and started again with the same
 /// `--checkpoint`: the second run continues the stream (no second full sync) with what the
 /// source wrote meanwhile, and writes every slot's failover marker at once (the clean stop
-/// had deleted them), so that a failover after the restart resumes from the markers.
+/// had deleted them), so that a failover after the restart resumes from the markers. Then
+/// a `kill -9` during writes: the next start resumes from those markers.
 #[test]
 fn standalone_into_cluster_resumes_from_a_checkpoint_redis_7_2() {
     let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
@@ -262,8 +263,35 @@ fn standalone_into_cluster_resumes_from_a_checkpoint_redis_7_2() {
         expected.keys.len() + 16384,
         "every slot has its failover marker while the resumed run streams"
     );
+    // Killed while INCR/RPUSH/MULTI run (the workload): no file, but every slot's marker
+    // says how far it is, and the next start resumes from them (no second full sync).
+    let (addr, spec2, stop2) = (source.addr(), spec.clone(), stop.clone());
+    let writer = std::thread::spawn(move || cluster_workload(addr, 1_000_000, 5, &spec2, &stop2));
+    std::thread::sleep(Duration::from_millis(700));
+    ferry.signal(9);
+    ferry.wait_exit(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("workload");
+    assert!(!cp.exists(), "a killed ferry leaves no checkpoint");
+    let dir3 = TempDir::new("cluster-cp-3");
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir3.path(), &extra);
+    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+    let log = ferry.log_text();
     ferry_proc::stop(ferry);
+    assert!(log.contains("did not stop cleanly"), "{log}");
+    assert_eq!(
+        full_syncs(),
+        1,
+        "resumed from the slot markers after the kill"
+    );
+    let expected = read_back(&mut source.client(), &spec, &[0]);
     assert_models_equal(&expected, &cluster.read_back(), 1_000);
+    assert_eq!(
+        cluster.key_counts().iter().sum::<i64>() as usize,
+        expected.keys.len(),
+        "no marker left after the clean stop"
+    );
 }
 
 /// The old-server path: CLUSTER SLOTS (no SHARDS), COMMAND without key specs (EVAL's keys

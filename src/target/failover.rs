@@ -136,6 +136,7 @@ async fn read_markers(ep: &Endpoint, timeout: Duration) -> Result<Vec<(String, u
         .collect())
 }
 
+#[cfg(test)]
 fn parse_marker(v: &[u8], replid: &str) -> Option<(u64, u32)> {
     parse_any_marker(v)
         .filter(|(id, _, _)| id == replid)
@@ -547,10 +548,26 @@ pub async fn wait_for_cluster(
     replid: &str,
     wait: Duration,
 ) -> Result<Vec<Option<(u64, u32)>>, String> {
+    Ok(wait_for_cluster_any(seeds, wait)
+        .await?
+        .into_iter()
+        .map(|m| {
+            m.filter(|(id, _, _)| id == replid)
+                .map(|(_, off, db)| (off, db))
+        })
+        .collect())
+}
+
+/// As [`wait_for_cluster`], with every slot's marker whatever its source history:
+/// (replid, offset, db).
+pub async fn wait_for_cluster_any(
+    seeds: &[Endpoint],
+    wait: Duration,
+) -> Result<Vec<Option<(String, u64, u32)>>, String> {
     let timeout = Duration::from_secs(2);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let last = match cluster_markers(seeds, replid, timeout).await {
+        let last = match cluster_markers(seeds, timeout).await {
             Ok(m) => return Ok(m),
             Err(e) => e,
         };
@@ -563,9 +580,8 @@ pub async fn wait_for_cluster(
 
 async fn cluster_markers(
     seeds: &[Endpoint],
-    replid: &str,
     timeout: Duration,
-) -> Result<Vec<Option<(u64, u32)>>, String> {
+) -> Result<Vec<Option<(String, u64, u32)>>, String> {
     let mut errors = Vec::new();
     for seed in seeds {
         let info = match crate::admin::info_section(seed, "server", timeout).await {
@@ -637,7 +653,7 @@ async fn cluster_markers(
                         format!("{}: GET of the marker of slot {s}: {why}", ep.addr())
                     })?,
                 };
-                out[s as usize] = reply.as_bytes().and_then(|v| parse_marker(v, replid));
+                out[s as usize] = reply.as_bytes().and_then(parse_any_marker);
             }
         }
         return Ok(out);
