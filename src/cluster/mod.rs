@@ -12,7 +12,7 @@ pub mod topology;
 pub use keys::{KeyError, KeyFinder};
 pub use slot::{key_slot, SLOTS};
 pub use split::{split, Split};
-pub use topology::{Master, NodeAddr, Topology};
+pub use topology::{Master, NodeAddr, Redirect, Topology};
 
 use crate::resp::Frame;
 

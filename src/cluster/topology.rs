@@ -34,6 +34,31 @@ impl std::fmt::Display for NodeAddr {
     }
 }
 
+/// A redirect error reply: `MOVED <slot> <host:port>` or `ASK <slot> <host:port>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `ASK` (the node answers for one command after `ASKING`), else `MOVED`.
+    pub ask: bool,
+    /// Below [`super::SLOTS`]: a reply naming another slot is not a redirect.
+    pub slot: u16,
+    pub addr: NodeAddr,
+}
+
+impl Redirect {
+    /// Parses the error text of a reply; `None` when it is not a well-formed redirect.
+    pub fn parse(error: &str) -> Option<Redirect> {
+        let mut w = error.split(' ');
+        let ask = match w.next()? {
+            "ASK" => true,
+            "MOVED" => false,
+            _ => return None,
+        };
+        let slot: u16 = w.next()?.parse().ok()?;
+        let addr = NodeAddr::parse(w.next()?)?;
+        ((slot as usize) < super::SLOTS).then_some(Redirect { ask, slot, addr })
+    }
+}
+
 impl NodeAddr {
     /// Parses `host:port` (the address of a MOVED/ASK reply; `[v6]:port` too).
     pub fn parse(text: &str) -> Option<NodeAddr> {
@@ -613,5 +638,15 @@ bbbb7a5347b6fb0200d9217aa7eb23674b3efa02 :0@0 handshake,noaddr - 0 0 0 disconnec
         );
         assert_eq!(NodeAddr::parse("[::1]:7001").unwrap().host, "::1");
         assert_eq!(NodeAddr::parse("nope"), None);
+        let r = Redirect::parse("ASK 8860 127.0.0.1:7001").unwrap();
+        assert!(r.ask && r.slot == 8860 && r.addr.port == 7001);
+        assert!(!Redirect::parse("MOVED 0 [::1]:7001").unwrap().ask);
+        assert_eq!(
+            Redirect::parse("MOVED 16384 127.0.0.1:7001"),
+            None,
+            "no such slot"
+        );
+        assert_eq!(Redirect::parse("CLUSTERDOWN 1 127.0.0.1:7001"), None);
+        assert_eq!(Redirect::parse("ASK 1"), None);
     }
 }

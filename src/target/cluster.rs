@@ -67,7 +67,7 @@ use super::cmd::{command_args, for_each_command, split_commands, Cmd, CmdKind};
 use super::error::{Rejection, TargetError};
 use super::info::ServerInfo;
 use super::writer::{Redirected, SkipRecord, Writer, WriterConfig, WriterStats, SKIP_RECORDS_KEPT};
-use crate::cluster::{key_slot, split, topology, KeyFinder, NodeAddr, Split, Topology};
+use crate::cluster::{key_slot, split, topology, KeyFinder, NodeAddr, Redirect, Split, Topology};
 use crate::endpoint::Endpoint;
 use crate::resp;
 use crate::util::escape_bytes;
@@ -890,11 +890,7 @@ impl ClusterWriter {
             self.install(topo).await?;
             let mut sends = Vec::with_capacity(pending.len());
             for p in pending {
-                let mut words = p.r.error.split(' ');
-                let (code, slot, addr) = (words.next(), words.next(), words.next());
-                let slot: Option<u16> = slot.and_then(|s| s.parse().ok());
-                let addr = addr.and_then(NodeAddr::parse);
-                let (Some(slot), Some(addr)) = (slot, addr) else {
+                let Some(Redirect { ask, slot, addr }) = Redirect::parse(&p.r.error) else {
                     return Err(TargetError::Protocol {
                         target: self.target.clone(),
                         offset: 0,
@@ -902,7 +898,6 @@ impl ClusterWriter {
                     });
                 };
                 let i = self.node_for(&addr).await?;
-                let ask = code == Some("ASK");
                 if ask {
                     self.router.ask += 1;
                 } else {

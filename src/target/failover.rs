@@ -674,13 +674,9 @@ async fn ask_marker(
     timeout: Duration,
 ) -> Result<Frame, String> {
     let text = String::from_utf8_lossy(error);
-    let mut words = text.split(' ');
-    let addr = match (words.next(), words.next(), words.next()) {
-        (Some("ASK"), Some(_), Some(a)) => crate::cluster::NodeAddr::parse(a),
-        _ => None,
-    };
-    let Some(addr) = addr else {
-        return Err(text.into_owned());
+    let addr = match crate::cluster::Redirect::parse(&text) {
+        Some(r) if r.ask => r.addr,
+        _ => return Err(text.into_owned()),
     };
     let key = slot_marker_key(slot);
     let cmds: [&[&[u8]]; 2] = [&[b"ASKING"], &[b"GET", &key]];
