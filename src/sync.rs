@@ -635,7 +635,7 @@ async fn run_once(
                             // Markers of an older history go before the snapshot's first
                             // key: a run that dies during this snapshot must not be
                             // resumed from them.
-                            pump.clear_markers(&mut writer, target_dbs).await.map_err(|e| SyncError::Target(e.to_string()))?;
+                            pump.delete_db_markers(&mut writer, 0..target_dbs).await.map_err(|e| SyncError::Target(e.to_string()))?;
                         }
                         if opts.checkpoint.is_some() && pump.slots.is_some() {
                             // The same for a cluster target's per-slot markers (the
@@ -1441,9 +1441,13 @@ impl StreamPump {
             .await
     }
 
-    /// Deletes the marker of every db `0..dbs` (a standalone target, before a snapshot).
-    async fn clear_markers(&mut self, writer: &mut Writer, dbs: u32) -> Result<(), TargetError> {
-        for db in 0..dbs {
+    /// Deletes the marker of each db in `dbs` (a standalone target).
+    async fn delete_db_markers(
+        &mut self,
+        writer: &mut Writer,
+        dbs: impl IntoIterator<Item = u32>,
+    ) -> Result<(), TargetError> {
+        for db in dbs {
             let mut b = Vec::new();
             resp::encode_command(&mut b, &[b"DEL".as_slice(), failover::MARKER_KEY]);
             writer
@@ -1468,19 +1472,8 @@ impl StreamPump {
             self.delete_slot_markers(writer).await?;
             return writer.flush().await;
         }
-        for db in std::mem::take(&mut self.marker_dbs) {
-            let mut b = Vec::new();
-            resp::encode_command(&mut b, &[b"DEL".as_slice(), failover::MARKER_KEY]);
-            writer
-                .send(Cmd {
-                    db: Some(db),
-                    bytes: Bytes::from(b),
-                    n: 1,
-                    tag: self.processed,
-                    kind: CmdKind::Data { key: None },
-                })
-                .await?;
-        }
+        let dbs = std::mem::take(&mut self.marker_dbs);
+        self.delete_db_markers(writer, dbs).await?;
         writer.flush().await
     }
 

@@ -273,16 +273,23 @@ fn spools_while_the_target_is_paused_and_keeps_the_link() {
     );
 }
 
+/// A source filled with every type, an empty target of the same version, and a client of
+/// the source.
+fn filled_source_and_empty_target(spec: &ServerSpec) -> (Server, Server, common::Client) {
+    let source = Server::start(spec, &[]);
+    let target = Server::start(spec, &[]);
+    let mut c = source.client();
+    fill(&mut c, spec);
+    (source, target, c)
+}
+
 #[test]
 fn resumes_through_a_cut_link_without_loss() {
     let _alone = BUSY.lock().unwrap_or_else(|p| p.into_inner());
     let Some(spec) = common::require_server("redis-7.0") else {
         return;
     };
-    let source = Server::start(&spec, &[]);
-    let target = Server::start(&spec, &[]);
-    let mut c = source.client();
-    fill(&mut c, &spec);
+    let (source, target, mut c) = filled_source_and_empty_target(&spec);
     let proxy = Proxy::start(source.addr(), Mode::Plain);
     let mut ferry = start_ferry_url(&proxy.url(), &source, &target, &[]);
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
@@ -352,10 +359,7 @@ fn resumes_from_a_checkpoint_after_a_clean_stop() {
     let Some(spec) = common::require_server("redis-7.0") else {
         return;
     };
-    let source = Server::start(&spec, &[]);
-    let target = Server::start(&spec, &[]);
-    let mut c = source.client();
-    fill(&mut c, &spec);
+    let (source, target, mut c) = filled_source_and_empty_target(&spec);
     let cp = source.dir().join("checkpoint");
     let cps = cp.to_str().expect("utf-8 path").to_string();
     let (src_url, dst_url) = (source.url(), target.url());
