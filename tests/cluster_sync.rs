@@ -15,6 +15,7 @@ use common::cluster::{slot_of, slot_owners, Cluster};
 use common::dataset::{fill, read_back, Model};
 use common::ferry::Ferry;
 use common::ferry_proc;
+use common::watchdog::StopOnDrop;
 use common::workload::{self, Workload};
 use common::{assert_models_equal, require_server, Client, Server, ServerSpec, TempDir};
 
@@ -854,6 +855,7 @@ fn target_master_crash_with_a_cluster_source_redis_7_2() {
     let dir = TempDir::new("cluster-cluster-crash");
     let stop = AtomicBool::new(false);
     let (ops, log) = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
         ferry_proc::wait_consistent(&mut ferry, || cluster_offsets(&src), SYNC_TIMEOUT);
         let w = s.spawn(|| cluster_source_workload(&src, &stop, u64::MAX));
@@ -952,6 +954,7 @@ fn cluster_into_cluster_with_another_shard_count_redis_7_2() {
     let dir = TempDir::new("cluster-cluster");
     let stop = AtomicBool::new(false);
     let (ops, status) = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let w = s.spawn(|| cluster_source_workload(&src, &stop, 4000));
         let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
         let ops = w.join().expect("workload");
@@ -988,6 +991,7 @@ fn cluster_into_standalone_with_a_source_slot_migration_valkey_9_1() {
     let dir = TempDir::new("cluster-standalone");
     let stop = AtomicBool::new(false);
     let status = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let w = s.spawn(|| cluster_source_workload(&src, &stop, u64::MAX));
         let mut ferry = ferry_proc::start(&src.url(), &dst.url(), dir.path(), &[]);
         ferry_proc::wait_consistent(&mut ferry, || 0, SYNC_TIMEOUT);

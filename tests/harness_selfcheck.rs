@@ -242,3 +242,70 @@ fn reply_parser_reads_resp2_and_folds_resp3() {
     let truncated: &[u8] = b"$5\r\nab";
     assert!(read_reply(&mut std::io::BufReader::new(truncated)).is_err());
 }
+
+/// Not run on its own: the body the watchdog test below runs in a child test process. It
+/// starts a server, prints its pid and hangs as a test does that waits for a thread never
+/// told to stop.
+#[test]
+#[ignore = "run by watchdog_fails_a_hung_test_and_kills_its_servers"]
+fn hangs_on_purpose() {
+    let Some(spec) = newest_server() else {
+        return;
+    };
+    let server = Server::start(&spec, &[]);
+    println!("SERVER_PID {}", server.pid());
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A hung test fails its binary (exit 101, its name printed) within the limit, and takes
+/// the servers it started with it.
+#[test]
+fn watchdog_fails_a_hung_test_and_kills_its_servers() {
+    if newest_server().is_none() {
+        return;
+    }
+    let t0 = Instant::now();
+    let out = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--ignored", "--exact", "hangs_on_purpose", "--nocapture"])
+        .env("FERRY_TEST_TIMEOUT", "3")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the hanging test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(101), "{text}");
+    assert!(
+        text.contains("WATCHDOG: hangs_on_purpose ran over 3s"),
+        "{text}"
+    );
+    assert!(t0.elapsed() < std::time::Duration::from_secs(60), "{text}");
+    let pid: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SERVER_PID "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no SERVER_PID line:\n{text}"));
+    // Killed: gone, or a zombie waiting for a reaper (its parent, the child test process,
+    // has exited).
+    let t1 = Instant::now();
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let running = state
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'));
+        if !running {
+            break;
+        }
+        if t1.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("server {pid} still ran 10 s after the watchdog fired: {state}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

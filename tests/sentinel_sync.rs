@@ -26,6 +26,7 @@ impl Drop for Sentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        common::watchdog::untrack(self.child.id());
     }
 }
 
@@ -54,6 +55,7 @@ impl Sentinel {
             .stderr(Stdio::null())
             .spawn()
             .expect("sentinel starts");
+        common::watchdog::track(child.id());
         let s = Sentinel {
             child,
             port,

@@ -26,6 +26,7 @@ impl Drop for Ferry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        super::watchdog::untrack(self.child.id());
     }
 }
 
@@ -62,6 +63,7 @@ fn launch(argv: &[&str], envs: &[(&str, &str)], log: &Path, status: &str) -> Fer
         .stderr(out)
         .spawn()
         .expect("ferry starts");
+    super::watchdog::track(child.id());
     Ferry {
         child,
         status: status.to_string(),
@@ -169,6 +171,7 @@ impl Ferry {
         let t0 = Instant::now();
         loop {
             if let Ok(Some(code)) = self.child.try_wait() {
+                super::watchdog::untrack(self.child.id());
                 return code;
             }
             assert!(

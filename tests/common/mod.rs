@@ -11,6 +11,7 @@
 //!   [`assert_models_equal`] reports the first differences readably.
 //! * [`ferry`]: a `ferry` process started by a test, its `/status`, SIGTERM.
 //! * [`tmp`]: [`TempDir`], unique temp dirs removed on drop.
+//! * [`watchdog`]: a time limit per test, so that a hang fails the run instead of stalling it.
 //!
 //! Not every test uses every item, hence the module-wide `allow`s.
 #![allow(dead_code, unused_imports)]
@@ -25,6 +26,7 @@ pub mod proxy;
 pub mod server;
 pub mod servers;
 pub mod tmp;
+pub mod watchdog;
 pub mod workload;
 
 pub use client::{escape, Client, Reply};

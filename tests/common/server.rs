@@ -45,6 +45,7 @@ impl Server {
     /// [`Server::start`] on a port chosen by `pick` (a cluster node needs its bus port,
     /// port + 10000, free and below 65536 too).
     pub fn start_with_port(spec: &ServerSpec, extra_args: &[&str], pick: fn() -> u16) -> Server {
+        super::watchdog::start_clock();
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = pick();
@@ -105,6 +106,7 @@ impl Server {
             .stderr(output)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", spec.path.display()));
+        super::watchdog::track(child.id());
         let mut server = Server {
             spec: spec.clone(),
             port,
@@ -223,6 +225,11 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        self.stop_process();
+        super::watchdog::untrack(self.child.id());
+    }
+
+    fn stop_process(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }

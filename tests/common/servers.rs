@@ -247,6 +247,7 @@ pub fn install_hint(names: &[&str]) -> String {
 /// that installs it, unless `FERRY_ALLOW_MISSING_SERVERS=1`: then it prints why the caller
 /// skips and returns `None`.
 pub fn require_server(name: &str) -> Option<ServerSpec> {
+    super::watchdog::start_clock();
     if let Some(spec) = installed_servers().into_iter().find(|s| s.name == name) {
         return Some(spec);
     }
@@ -260,6 +261,7 @@ pub fn require_server(name: &str) -> Option<ServerSpec> {
 /// Every installed server, or a panic with the install command when there is none at all
 /// (an empty list with `FERRY_ALLOW_MISSING_SERVERS=1`).
 pub fn require_any_servers() -> Vec<ServerSpec> {
+    super::watchdog::start_clock();
     let specs = installed_servers();
     if specs.is_empty() {
         if missing_servers_allowed() {
