@@ -10,6 +10,8 @@
 # Usage: scripts/test.sh [ARGS for cargo test, e.g. harness -- --nocapture]
 # Environment:
 #   FERRY_SERVERS   server cache (default $HOME/.cache/ferry/servers); exported for the tests
+#   FERRY_TEST_TIMEOUT   seconds one test may run before its binary is failed (default 600)
+#   FERRY_SUITE_TIMEOUT  seconds the whole `cargo test` may run (default 2700)
 #   SKIP_SERVERS=1  do not run the installer (the tests then fail on a missing server unless
 #                   FERRY_ALLOW_MISSING_SERVERS=1)
 set -euo pipefail
@@ -69,8 +71,11 @@ say "cargo test --all-targets $*"
 log=$(mktemp "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --all-targets "$@" 2>&1 | tee "$log"
+# Each test has its own limit (tests/common/watchdog.rs); this one bounds the whole suite.
+timeout -k 30 "${FERRY_SUITE_TIMEOUT:-2700}" cargo test --all-targets "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+[ "$rc" -ne 124 ] ||
+  say "cargo test ran over ${FERRY_SUITE_TIMEOUT:-2700} s (FERRY_SUITE_TIMEOUT) and was stopped"
 set -e
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "ferry: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
