@@ -614,6 +614,17 @@ fn target_forced_failover_with_the_old_master_reachable_redis_7_2() {
     failover_during_the_stream("forced failover", 31, take_over_from_a_master);
 }
 
+/// A target master cut off (frozen with SIGSTOP: its sockets stay open, nothing answers,
+/// as in a network partition) while the workload runs: ferry's writes to it hang without a
+/// reply, the cluster promotes its replica after the node timeout, and the old master, back
+/// (SIGCONT), first serves what sat in its socket, then learns it was replaced and
+/// becomes a replica, dropping whatever it accepted meanwhile. The cluster must end equal
+/// to the source, each non-idempotent write applied once.
+#[test]
+fn target_master_partitioned_during_the_stream_redis_7_2() {
+    failover_during_the_stream("partition", 37, partition_a_master);
+}
+
 /// A forced failover of a target master (`CLUSTER FAILOVER TAKEOVER`, the old master up,
 /// its replica behind) in the middle of the snapshot: the new master lacks keys the old
 /// one took, so ferry copies the snapshot again once every slot has a master.
@@ -750,6 +761,38 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
     cluster.crash(victim);
     signal("-CONT", replica.pid());
     wait_handed_over(cluster, victim);
+}
+
+/// The master of `key`'s slot (not the seed node) frozen (SIGSTOP) until the cluster has
+/// promoted its replica, then let go (SIGCONT); returns once the cluster is ok again.
+fn partition_a_master(cluster: &Cluster, key: &[u8]) {
+    let mut victim = cluster.owner(slot_of(key)).port();
+    if victim == cluster.nodes[0].port() {
+        victim = cluster.owner(slot_of(b"cw:l:1")).port();
+    }
+    let master = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port() == victim)
+        .expect("the victim");
+    signal("-STOP", master.pid());
+    let t0 = Instant::now();
+    // Asked of another node: the frozen one would not answer.
+    while slot_owners(&mut cluster.nodes[0].client())
+        .values()
+        .any(|&p| p == victim)
+    {
+        if t0.elapsed() > Duration::from_secs(30) {
+            signal("-CONT", master.pid());
+            panic!("the replica of the frozen master on port {victim} was not promoted");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Writes go on against the new master for a while before the old one comes back.
+    std::thread::sleep(Duration::from_millis(1000));
+    signal("-CONT", master.pid());
+    cluster.wait_ok();
+    std::thread::sleep(Duration::from_millis(1500));
 }
 
 /// The master of `key`'s slot (not the seed node) loses writes in a forced failover while
