@@ -748,11 +748,7 @@ fn assert_resumed_from_markers(log: &std::path::Path) {
 /// writes: its replica is stopped (SIGSTOP) for 400 ms first, the master killed
 /// (SIGKILL), the replica resumed; returns once the replica took over the slots.
 fn crash_a_master(cluster: &Cluster, key: &[u8]) {
-    let slot = slot_of(key);
-    let mut victim = cluster.owner(slot).port();
-    if victim == cluster.nodes[0].port() {
-        victim = cluster.owner(slot_of(b"cw:l:1")).port();
-    }
+    let victim = victim_master(cluster, key).port();
     // Its replica is stopped first, so that the master takes writes the replica never
     // gets: the promoted replica then lacks them, and ferry must send them again.
     let replica = replica_of(cluster, victim);
@@ -766,15 +762,8 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
 /// The master of `key`'s slot (not the seed node) frozen (SIGSTOP) until the cluster has
 /// promoted its replica, then let go (SIGCONT); returns once the cluster is ok again.
 fn partition_a_master(cluster: &Cluster, key: &[u8]) {
-    let mut victim = cluster.owner(slot_of(key)).port();
-    if victim == cluster.nodes[0].port() {
-        victim = cluster.owner(slot_of(b"cw:l:1")).port();
-    }
-    let master = cluster
-        .nodes
-        .iter()
-        .find(|n| n.port() == victim)
-        .expect("the victim");
+    let master = victim_master(cluster, key);
+    let victim = master.port();
     signal("-STOP", master.pid());
     let t0 = Instant::now();
     // Asked of another node: the frozen one would not answer.
@@ -809,18 +798,24 @@ fn take_over_from_a_master(cluster: &Cluster, key: &[u8]) {
 /// The master of `key`'s slot (not the seed node) and its replica, stopped (SIGSTOP) so
 /// that it falls behind.
 fn stop_the_replica<'a>(cluster: &'a Cluster, key: &[u8]) -> (&'a Server, &'a Server) {
+    let master = victim_master(cluster, key);
+    let replica = replica_of(cluster, master.port());
+    signal("-STOP", replica.pid());
+    (master, replica)
+}
+
+/// The master of `key`'s slot, or of another slot when that is the seed node (nodes[0],
+/// the one the harness asks for the slot map).
+fn victim_master<'a>(cluster: &'a Cluster, key: &[u8]) -> &'a Server {
     let mut victim = cluster.owner(slot_of(key)).port();
     if victim == cluster.nodes[0].port() {
         victim = cluster.owner(slot_of(b"cw:l:1")).port();
     }
-    let replica = replica_of(cluster, victim);
-    let master = cluster
+    cluster
         .nodes
         .iter()
         .find(|n| n.port() == victim)
-        .expect("the victim");
-    signal("-STOP", replica.pid());
-    (master, replica)
+        .expect("the victim")
 }
 
 /// The master drops the stopped replica's link (what it had not sent is gone), and the
