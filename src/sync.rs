@@ -193,6 +193,9 @@ pub async fn run(
         }
     };
     let mut first = true;
+    // After a cluster target's failover: the nodes the failed run knew, through which the
+    // next run reaches the cluster when the node given is the one that failed.
+    let mut seeds: Vec<Endpoint> = Vec::new();
     loop {
         let mut st = RunState::default();
         let r = run_once(
@@ -201,6 +204,7 @@ pub async fn run(
             shutdown.clone(),
             resume.take(),
             std::mem::take(&mut first),
+            &seeds,
             &mut st,
         )
         .await;
@@ -215,7 +219,8 @@ pub async fn run(
             // The snapshot is not complete on the new master: copy it again.
             warn!(error = %e, "the target cluster failed over during the snapshot; copying everything again once every slot has a master");
             status.update(|s| s.last_error = Some(format!("target failover: {e}")));
-            failover::wait_for_cluster(&st.seeds(&opts), "", FAILOVER_WAIT)
+            seeds = st.seeds(&opts);
+            failover::wait_for_cluster(&seeds, "", FAILOVER_WAIT)
                 .await
                 .map_err(|m| {
                     SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
@@ -236,7 +241,8 @@ pub async fn run(
             }
             warn!(error = %e, "a master of the target cluster is gone; waiting until every slot has a master again");
             status.update(|s| s.last_error = Some(format!("target failover: {e}")));
-            let mut markers = failover::wait_for_cluster(&st.seeds(&opts), &replid, FAILOVER_WAIT)
+            seeds = st.seeds(&opts);
+            let mut markers = failover::wait_for_cluster(&seeds, &replid, FAILOVER_WAIT)
                 .await
                 .map_err(|m| {
                     SyncError::Target(format!("{e}; and the cluster did not recover: {m}"))
@@ -360,6 +366,30 @@ impl RunState {
     }
 }
 
+/// Connects to the target given; when that fails after a cluster failover, to the cluster
+/// through another node of `seeds` (the node given may be the master that failed).
+async fn connect_target(opts: &SyncOptions, seeds: &[Endpoint]) -> Result<Writer, SyncError> {
+    let given = &opts.writer.endpoint;
+    let err = match Writer::connect(opts.writer.clone(), opts.sink.clone()).await {
+        Ok(w) => return Ok(w),
+        Err(e) => e,
+    };
+    for seed in seeds.iter().filter(|s| s.addr() != given.addr()) {
+        let mut cfg = opts.writer.clone();
+        cfg.endpoint = seed.clone();
+        match Writer::connect(cfg, opts.sink.clone()).await {
+            Ok(w) => {
+                warn!(given = %given, via = %seed.addr(), "the target node given does not answer ({err}): reached its cluster through another node the last run knew");
+                return Ok(w);
+            }
+            Err(e) => {
+                warn!(node = %seed.addr(), "another node of the target cluster does not answer either: {e}")
+            }
+        }
+    }
+    Err(SyncError::Target(err.to_string()))
+}
+
 /// Where a run after a target failover starts.
 struct ResumeAfterFailover {
     from: crate::source::Resume,
@@ -379,6 +409,7 @@ async fn run_once(
     mut shutdown: watch::Receiver<bool>,
     mut resume: Option<ResumeAfterFailover>,
     first: bool,
+    seeds: &[Endpoint],
     st: &mut RunState,
 ) -> Result<SyncOutcome, SyncError> {
     let source_addr = opts.replica.endpoint.addr();
@@ -389,9 +420,7 @@ async fn run_once(
         s.spool.cap = opts.replica.spool_cap;
     });
     let mut notifier = Notifier::from_env();
-    let mut writer = Writer::connect(opts.writer.clone(), opts.sink.clone())
-        .await
-        .map_err(|e| SyncError::Target(e.to_string()))?;
+    let mut writer = connect_target(&opts, seeds).await?;
     let keyspace = crate::admin::info_section(
         &opts.replica.endpoint,
         "keyspace",
@@ -499,7 +528,7 @@ async fn run_once(
         });
     // Key positions for /recent-keys, from the target's own command table.
     match crate::admin::command(
-        &opts.writer.endpoint,
+        writer.endpoint(),
         &[b"COMMAND"],
         opts.writer.connect_timeout,
     )

@@ -625,6 +625,13 @@ fn target_master_partitioned_during_the_stream_redis_7_2() {
     failover_during_the_stream("partition", 37, partition_a_master);
 }
 
+/// The crash of the very node ferry was given as the target (the cluster's seed): ferry
+/// must find the cluster through the other nodes it knows to resume.
+#[test]
+fn target_seed_master_crash_during_the_stream_redis_7_2() {
+    failover_during_the_stream("seed master crash", 41, crash_the_seed_master);
+}
+
 /// A forced failover of a target master (`CLUSTER FAILOVER TAKEOVER`, the old master up,
 /// its replica behind) in the middle of the snapshot: the new master lacks keys the old
 /// one took, so ferry copies the snapshot again once every slot has a master.
@@ -757,6 +764,31 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
     cluster.crash(victim);
     signal("-CONT", replica.pid());
     wait_handed_over(cluster, victim);
+}
+
+/// Crashes nodes[0], the node whose URL ferry was given, as [`crash_a_master`] crashes
+/// another; `key` is not used.
+fn crash_the_seed_master(cluster: &Cluster, _key: &[u8]) {
+    let victim = cluster.nodes[0].port();
+    let replica = replica_of(cluster, victim);
+    signal("-STOP", replica.pid());
+    std::thread::sleep(Duration::from_millis(400));
+    cluster.crash(victim);
+    signal("-CONT", replica.pid());
+    // Asked of another master: `wait_handed_over` reads the map from nodes[0].
+    let t0 = Instant::now();
+    while slot_owners(&mut cluster.nodes[1].client())
+        .values()
+        .any(|&p| p == victim)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the replica of the crashed seed node {victim} was not promoted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_ok();
+    std::thread::sleep(Duration::from_millis(1500));
 }
 
 /// The master of `key`'s slot (not the seed node) frozen (SIGSTOP) until the cluster has
