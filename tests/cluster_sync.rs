@@ -751,13 +751,17 @@ fn assert_resumed_from_markers(log: &std::path::Path) {
     );
 }
 
-/// Crashes the master of `key`'s slot (not the seed node given to ferry) so that it loses
-/// writes: its replica is stopped (SIGSTOP) for 400 ms first, the master killed
-/// (SIGKILL), the replica resumed; returns once the replica took over the slots.
+/// Crashes the master of `key`'s slot (not the seed node given to ferry) with
+/// [`crash_master`].
 fn crash_a_master(cluster: &Cluster, key: &[u8]) {
-    let victim = victim_master(cluster, key).port();
-    // Its replica is stopped first, so that the master takes writes the replica never
-    // gets: the promoted replica then lacks them, and ferry must send them again.
+    crash_master(cluster, victim_master(cluster, key).port());
+}
+
+/// Crashes the master on port `victim`: its replica is stopped (SIGSTOP) for 400 ms first,
+/// so that the master takes writes the replica never gets (the promoted replica then lacks
+/// them, and ferry must send them again), then the master killed (SIGKILL) and the replica
+/// resumed; returns once the replica took over the slots.
+fn crash_master(cluster: &Cluster, victim: u16) {
     let replica = replica_of(cluster, victim);
     signal("-STOP", replica.pid());
     std::thread::sleep(Duration::from_millis(400));
@@ -769,26 +773,7 @@ fn crash_a_master(cluster: &Cluster, key: &[u8]) {
 /// Crashes nodes[0], the node whose URL ferry was given, as [`crash_a_master`] crashes
 /// another; `key` is not used.
 fn crash_the_seed_master(cluster: &Cluster, _key: &[u8]) {
-    let victim = cluster.nodes[0].port();
-    let replica = replica_of(cluster, victim);
-    signal("-STOP", replica.pid());
-    std::thread::sleep(Duration::from_millis(400));
-    cluster.crash(victim);
-    signal("-CONT", replica.pid());
-    // Asked of another master: `wait_handed_over` reads the map from nodes[0].
-    let t0 = Instant::now();
-    while slot_owners(&mut cluster.nodes[1].client())
-        .values()
-        .any(|&p| p == victim)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the replica of the crashed seed node {victim} was not promoted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cluster.wait_ok();
-    std::thread::sleep(Duration::from_millis(1500));
+    crash_master(cluster, cluster.nodes[0].port());
 }
 
 /// The master of `key`'s slot (not the seed node) frozen (SIGSTOP) until the cluster has
@@ -797,18 +782,8 @@ fn partition_a_master(cluster: &Cluster, key: &[u8]) {
     let master = victim_master(cluster, key);
     let victim = master.port();
     signal("-STOP", master.pid());
-    let t0 = Instant::now();
-    // Asked of another node: the frozen one would not answer.
-    while slot_owners(&mut cluster.nodes[0].client())
-        .values()
-        .any(|&p| p == victim)
-    {
-        if t0.elapsed() > Duration::from_secs(30) {
-            signal("-CONT", master.pid());
-            panic!("the replica of the frozen master on port {victim} was not promoted");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Let go before a failure report, which asks every live node for its view.
+    wait_slots_left(cluster, victim, || signal("-CONT", master.pid()));
     // Writes go on against the new master for a while before the old one comes back.
     std::thread::sleep(Duration::from_millis(1000));
     signal("-CONT", master.pid());
@@ -883,12 +858,25 @@ fn signal(sig: &str, pid: u32) {
 
 /// Returns once the node on port `victim` serves no slot any more and the cluster is ok.
 fn wait_handed_over(cluster: &Cluster, victim: u16) {
+    wait_slots_left(cluster, victim, || {});
+    cluster.wait_ok();
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// Returns once the node on port `victim` serves no slot in the map of another node;
+/// after 30 s, calls `before_report` and panics with every live node's view.
+fn wait_slots_left(cluster: &Cluster, victim: u16, before_report: impl FnOnce()) {
     let t0 = Instant::now();
-    while slot_owners(&mut cluster.nodes[0].client())
+    let asked = cluster
+        .alive()
+        .find(|n| n.port() != victim)
+        .expect("another live node");
+    while slot_owners(&mut asked.client())
         .values()
         .any(|&p| p == victim)
     {
         if t0.elapsed() > Duration::from_secs(30) {
+            before_report();
             let views: Vec<String> = cluster
                 .alive()
                 .map(|n| {
@@ -903,8 +891,6 @@ fn wait_handed_over(cluster: &Cluster, victim: u16) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    cluster.wait_ok();
-    std::thread::sleep(Duration::from_millis(1500));
 }
 
 /// A cluster source into a cluster target whose master crashes: every shard's stream

@@ -270,15 +270,18 @@ fn free_port() -> u16 {
 }
 
 const SIGTERM: i32 = 15;
+pub const SIGKILL: i32 = 9;
 
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
-fn signal(pid: u32, sig: i32) {
+/// kill(2) of a child the harness started and has not reaped yet.
+pub fn signal(pid: u32, sig: i32) {
     if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) takes plain integers and has no memory effects; `pid` is our own
-        // child, which has not been reaped (try_wait returned None), so it is not reused.
+        // SAFETY: kill(2) takes plain integers and has no memory effects; callers pass a
+        // child of ours not reaped yet (`stop` after try_wait said None, the watchdog only
+        // pids untracked when reaped), so it is not reused.
         unsafe {
             kill(pid, sig);
         }

@@ -65,7 +65,7 @@ fn watch(limit: Duration) {
             st.children.len()
         );
         for pid in std::mem::take(&mut st.children) {
-            kill9(pid);
+            super::server::signal(pid, super::server::SIGKILL);
         }
         std::process::exit(101);
     }
@@ -91,8 +91,8 @@ pub fn start_clock() {
         return;
     };
     if name == "main" {
-        // `--test-threads=1` still runs each test on a thread of its own, named after the
-        // test; "main" is only code outside a test.
+        // With `--test-threads=1` libtest runs every test on the main thread, with no end
+        // of a test to see: those runs are bounded by scripts/test.sh's suite limit only.
         return;
     }
     TIMED.with(|t| {
@@ -125,20 +125,5 @@ pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
-fn kill9(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The pid is a
-        // child the harness started and has not reaped (it untracks on wait), so it is not
-        // reused by another process.
-        unsafe {
-            kill(pid, 9);
-        }
     }
 }
