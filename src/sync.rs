@@ -1230,6 +1230,7 @@ impl Snapshot {
             let (used, step) = dec.step(input).map_err(SnapError::Rdb)?;
             let mut done = false;
             let mut more = false;
+            let mut no_raw = false;
             match step {
                 Step::Event(ev) => {
                     let mut push = |c: Cmd| out.push(c);
@@ -1271,10 +1272,12 @@ impl Snapshot {
                             });
                             r.set_now(now);
                             r.key(&k, &mut push);
+                            no_raw = !r.wants_raw();
                         }
                         Event::Value(p) => {
                             if let Some(r) = rw.as_mut() {
                                 r.piece(&p, &mut push);
+                                no_raw = !r.wants_raw();
                             }
                         }
                         Event::KeyEnd(e) => {
@@ -1287,6 +1290,9 @@ impl Snapshot {
                 }
                 Step::NeedMore => more = true,
                 Step::Done => done = true,
+            }
+            if no_raw {
+                dec.stop_capture();
             }
             pos += used;
             if (more && batch_end) || done {

@@ -614,6 +614,21 @@ impl Decoder {
         matches!(self.state, State::Done)
     }
 
+    /// The consumer will not use the current key's DUMP payload (it writes the key with
+    /// commands): stop copying the value's bytes for it. That key's `KeyEnd` then has
+    /// no `raw`. The capture starts again with the next key.
+    pub fn stop_capture(&mut self) {
+        if !self.capturing {
+            return;
+        }
+        self.capturing = false;
+        if self.raw.capacity() > 1 << 20 {
+            self.raw = Vec::new();
+        } else {
+            self.raw.clear();
+        }
+    }
+
     /// Decodes the next event from the start of `input` (the caller's unconsumed bytes).
     /// Returns how many bytes of `input` were consumed — the caller must drop exactly
     /// those before the next call — and what was found.

@@ -410,3 +410,36 @@ fn valkey_slot_import_and_slot_info_records_are_read() {
     assert_eq!(ranges, vec![(0, 10), (100, 200)]);
     assert_eq!(info, vec![(5, 1, 0)]);
 }
+
+#[test]
+fn stop_capture_drops_one_keys_payload_only() {
+    let data = sample();
+    let mut d = Decoder::new(cfg());
+    let (mut pos, mut raws) = (0, Vec::new());
+    loop {
+        let (used, step) = d.step(&data[pos..]).unwrap();
+        let mut stop = false;
+        match step {
+            Step::Event(Event::Key(k)) => stop = k.key == b"big",
+            Step::Event(Event::Value(_)) => stop = raws.len() == 3,
+            Step::Event(Event::KeyEnd(e)) => raws.push(e.raw.map(<[u8]>::to_vec)),
+            Step::Done => break,
+            _ => {}
+        }
+        if stop {
+            d.stop_capture();
+        }
+        pos += used;
+    }
+    assert_eq!(raws.len(), 7);
+    assert_eq!(raws[0].as_deref(), Some(&b"\x00\x05hello"[..]));
+    assert!(raws[1].is_some());
+    assert!(raws[2].is_none(), "stopped at the key");
+    assert!(raws[3].is_none(), "stopped after a piece of the value");
+    assert!(raws[4].is_some() && raws[5].is_some() && raws[6].is_some());
+    let whole = collect(&data, cfg()).unwrap();
+    assert_eq!(
+        whole.keys[4].raw, raws[4],
+        "the next keys are captured whole"
+    );
+}

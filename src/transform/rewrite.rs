@@ -50,7 +50,7 @@ use super::stream::StreamState;
 use crate::rdb::crc::crc64;
 use crate::rdb::dump;
 use crate::rdb::{BigRole, Elem, Flavor, KeyEnd, KeyInfo, Piece, ValueKind};
-use crate::resp::encode_array_header;
+use crate::resp::{encode_array_header, encode_bulk_header};
 use crate::target::{Cmd, CmdKind, Conflict, ServerInfo};
 use crate::util::escape_bytes;
 
@@ -189,9 +189,10 @@ struct Big {
     /// the element is gathered in `whole` instead.
     into: Option<Bytes>,
     whole: Vec<u8>,
-    /// Chunks not yet sent to `into`: gathered up to `batch_bytes` so that a value arriving
-    /// in small network reads still goes in large `APPEND`s (bounded by the setting).
-    pending: Vec<u8>,
+    /// Bytes still to come of the `SET`/`APPEND` argument being encoded into `cmds` (0:
+    /// no command is open). A value arriving in small network reads still goes in
+    /// `APPEND`s of `batch_bytes`.
+    open: u64,
     /// Expired hash field: chunks are read and dropped.
     drop: bool,
 }
@@ -538,6 +539,17 @@ impl KeyRewriter {
         let _ = out;
     }
 
+    /// Whether the current key may still be written with `RESTORE`, and so needs the
+    /// decoder's copy of its DUMP payload ([`KeyEnd::raw`]). Once this is false for a key
+    /// it stays false, and the decoder can stop copying the value
+    /// ([`crate::rdb::Decoder::stop_capture`]): a 5 MiB string written with `SET` and
+    /// `APPEND` was otherwise copied once more for nothing.
+    pub fn wants_raw(&self) -> bool {
+        self.cur
+            .as_ref()
+            .is_some_and(|st| matches!(st.plan, Plan::Hold | Plan::RestoreOnly))
+    }
+
     /// One piece of the current key's value.
     pub fn piece(&mut self, p: &Piece<'_>, out: &mut impl FnMut(Cmd)) {
         let Some(mut st) = self.cur.take() else {
@@ -793,7 +805,7 @@ impl KeyRewriter {
             field_expire_ms,
             into,
             whole: Vec::new(),
-            pending: Vec::new(),
+            open: 0,
             drop,
         });
         if len == 0 {
@@ -802,26 +814,50 @@ impl KeyRewriter {
     }
 
     fn big_chunk(&mut self, st: &mut KeyState, chunk: &[u8], out: &mut impl FnMut(Cmd)) {
-        let Some(big) = st.big.as_mut() else {
+        let Some(mut big) = st.big.take() else {
             return;
         };
         big.left = big.left.saturating_sub(chunk.len() as u64);
         if !big.drop {
             match &big.into {
                 Some(into) => {
-                    big.pending.extend_from_slice(chunk);
-                    if big.pending.len() >= self.cfg.batch_bytes || big.left == 0 {
-                        let verb: &[u8] = if big.first { b"SET" } else { b"APPEND" };
-                        big.first = false;
-                        st.cmds.command(&[verb, into, &big.pending]);
-                        big.pending.clear();
+                    // Each `SET`/`APPEND` carries `batch_bytes` of the value (the last one
+                    // the rest), whatever the sizes of the chunks: its argument's length is
+                    // known when it starts, so the chunks are encoded straight into the
+                    // command, without gathering them first.
+                    let mut rest = chunk;
+                    while !rest.is_empty() {
+                        if big.open == 0 {
+                            let n = (big.left + rest.len() as u64).min(self.cfg.batch_bytes as u64);
+                            let verb: &[u8] = if big.first { b"SET" } else { b"APPEND" };
+                            big.first = false;
+                            st.cmds.buf.reserve(n as usize + into.len() + 48);
+                            st.cmds.begin(3);
+                            bulk(&mut st.cmds.buf, verb);
+                            bulk(&mut st.cmds.buf, into);
+                            encode_bulk_header(&mut st.cmds.buf, n);
+                            big.open = n;
+                        }
+                        let m = big.open.min(rest.len() as u64) as usize;
+                        st.cmds.buf.extend_from_slice(&rest[..m]);
+                        rest = &rest[m..];
+                        big.open -= m as u64;
+                        if big.open == 0 {
+                            st.cmds.buf.extend_from_slice(b"\r\n");
+                            st.cmds.end();
+                            // Only between whole commands.
+                            self.maybe_flush(st, out);
+                        }
                     }
                 }
-                None => big.whole.extend_from_slice(chunk),
+                None => {
+                    big.whole.extend_from_slice(chunk);
+                    self.maybe_flush(st, out);
+                }
             }
         }
         let done = big.left == 0;
-        self.maybe_flush(st, out);
+        st.big = Some(big);
         if done {
             self.big_done(st, out);
         }

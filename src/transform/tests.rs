@@ -674,8 +674,8 @@ fn a_conditional_commands_write_is_staged_and_moved_in_with_renamenx() {
 
 #[test]
 fn big_elements_are_staged_in_a_string_and_moved_by_a_script() {
-    // Chunks are gathered up to batch_bytes before each SET/APPEND: 3 bytes here, so the
-    // 3-byte chunks below go one per command and the 2-byte ones are joined.
+    // Each SET/APPEND carries batch_bytes of the value (3 here), whatever the chunks: the
+    // 3-byte chunks below go one per command, the 2-byte ones are split and joined.
     let cfg = RewriteConfig {
         mode: ValueMode::Commands,
         batch_bytes: 3,
@@ -716,7 +716,7 @@ fn big_elements_are_staged_in_a_string_and_moved_by_a_script() {
     assert_eq!(a[4][2..], words(&["2", "h", tmp, "big"]));
     assert_eq!(a[5], words(&["HSET", "h", "b", "2"]));
 
-    // A big string value: SET then APPENDs on the key itself, chunks joined up to 3 bytes.
+    // A big string value: SET then APPENDs on the key itself, 3 bytes each.
     let k = info(b"s", ValueKind::String, RDB_TYPE_STRING, None);
     let pieces = [
         Piece::BigStart {
@@ -732,7 +732,36 @@ fn big_elements_are_staged_in_a_string_and_moved_by_a_script() {
     all.extend(late);
     assert_eq!(
         argvs(&all),
-        [words(&["DEL", "s"]), words(&["SET", "s", "abcd"])]
+        [
+            words(&["DEL", "s"]),
+            words(&["SET", "s", "abc"]),
+            words(&["APPEND", "s", "d"])
+        ]
+    );
+
+    // Chunks of any size, one of them spanning three commands, and a 1-byte one.
+    let pieces = [
+        Piece::BigStart {
+            role: crate::rdb::BigRole::StringValue,
+            len: 10,
+            field: None,
+            field_expire_ms: None,
+        },
+        Piece::Chunk(b"a"),
+        Piece::Chunk(b"bcdefgh"),
+        Piece::Chunk(b"ij"),
+    ];
+    let (mut all, late, _) = one_key(&mut r, &k, &pieces, &end(None));
+    all.extend(late);
+    assert_eq!(
+        argvs(&all),
+        [
+            words(&["DEL", "s"]),
+            words(&["SET", "s", "abc"]),
+            words(&["APPEND", "s", "def"]),
+            words(&["APPEND", "s", "ghi"]),
+            words(&["APPEND", "s", "j"])
+        ]
     );
 }
 
