@@ -600,7 +600,11 @@ async fn run_once(
                     writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
                 }
                 let a = pump.applied(&writer);
-                applied.store(a, Ordering::Relaxed);
+                if snapshot.is_none() {
+                    // What the link acknowledges: nothing of a snapshot still being applied
+                    // (its last commands may be in flight after the link saw its end).
+                    applied.store(a, Ordering::Relaxed);
+                }
                 if snapshot.is_none() && pump.started() {
                     writer.publish_applied(a);
                 }
@@ -643,6 +647,8 @@ async fn run_once(
                             warn!("the source started a new full resync: keys deleted on the source meanwhile may remain on the target");
                         }
                         link_starts.fetch_add(1, Ordering::SeqCst);
+                        // Nothing of this history is applied yet (see the tick).
+                        applied.store(0, Ordering::Relaxed);
                         info!(replid = %id, offset, "full resync: receiving the snapshot");
                         notifier.send("STATUS=receiving the snapshot");
                         replid = Some(id.clone());

@@ -22,6 +22,11 @@
 //!   the errors name the source and show the bytes, escaped and cut.
 //! * `resume_asks_for_the_next_byte_and_adopts_the_replid_of_continue`: the exact handshake,
 //!   `PSYNC <replid> <offset+1>`, a new replid from `+CONTINUE <replid>`, ACKs of `applied`.
+//! * `acks_claim_nothing_while_the_snapshot_is_pending`: the ACKs after a diskless transfer
+//!   say 0 until the consumer is past the snapshot, then `applied`.
+//! * `a_refused_resume_is_retried_from_the_last_data_command_only_when_caught_up`: a
+//!   refused `PSYNC` is asked again from the consumer's last data command only when the
+//!   target applied all that was received; else a full resync (no command twice).
 //! * `slow_consumer_*` / `spool_cap_*`: the link drains a source with a 1 MiB replica output
 //!   buffer limit while the consumer sleeps, on disk, without being disconnected; a small
 //!   cap stops it with the operator-facing error.
@@ -926,6 +931,142 @@ async fn resume_asks_for_the_next_byte_and_adopts_the_replid_of_continue() {
         acks.iter()
             .all(|a| *a == "REPLCONF ACK 100" || *a == "REPLCONF ACK 114"),
         "{acks:?}"
+    );
+}
+
+/// After a diskless transfer the master waits for an ACK before it streams; that ACK (and
+/// every other one until the consumer is past the snapshot) claims 0, not the snapshot's
+/// offset: the target has not applied the snapshot yet, and `WAIT` would count us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_claim_nothing_while_the_snapshot_is_pending() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let log = seen.clone();
+    let mark = "m".repeat(40);
+    let psync = format!(
+        "+FULLRESYNC {} 1000\r\n$EOF:{mark}\r\nREDIS0009-{mark}",
+        "a".repeat(40)
+    )
+    .into_bytes();
+    let addr = scripted_source(move |argv| match argv[0].to_ascii_uppercase().as_slice() {
+        b"PING" => b"+PONG\r\n".to_vec(),
+        b"PSYNC" => psync.clone(),
+        b"REPLCONF" if argv[1].eq_ignore_ascii_case(b"ACK") => {
+            log.lock().expect("log").push(argv[2].clone());
+            Vec::new()
+        }
+        _ => b"+OK\r\n".to_vec(),
+    });
+    let dir = TempDir::new("replica-ack-snapshot");
+    // What a consumer holds at a full resync's offset before it has applied anything.
+    let applied = applied_at(1000);
+    let mut link = ReplicaLink::start(config(&format!("redis://{addr}"), &dir), None, applied)
+        .await
+        .expect("link");
+    let acks = |seen: &Arc<std::sync::Mutex<Vec<Vec<u8>>>>| seen.lock().expect("log").clone();
+    // The first ACK comes at the mark, more every 50 ms while no stream byte arrives.
+    wait_for("three ACKs after the transfer", || acks(&seen).len() >= 3).await;
+    assert!(
+        acks(&seen).iter().all(|a| a == b"0"),
+        "ACKs before the snapshot was consumed: {:?}",
+        acks(&seen)
+    );
+    // The consumer takes the snapshot: from then on the ACK says `applied`.
+    assert!(matches!(
+        link.next().await,
+        Some(SourceItem::FullResync { offset: 1000, .. })
+    ));
+    loop {
+        match link.next().await.expect("the snapshot's items") {
+            SourceItem::RdbEnd => break,
+            SourceItem::Rdb(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    wait_for("an ACK of 1000", || {
+        acks(&seen).last().is_some_and(|a| a == b"1000")
+    })
+    .await;
+    link.shutdown().await;
+}
+
+/// A refused partial resync is asked again from the end of the last data command the
+/// consumer saw, but only once the target has applied all that was received: data
+/// commands still queued after that point would come again and be applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resume_is_retried_from_the_last_data_command_only_when_caught_up() {
+    // The first connection continues at 100 with `SET k v` (100..127) and a PING (..141),
+    // then goes quiet until the link gives up on it; the next `PSYNC A 142` is refused.
+    let id = "a".repeat(40);
+    let run = |applied: u64, data_offset: u64| {
+        let id = id.clone();
+        async move {
+            let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let log = seen.clone();
+            let addr = scripted_source(move |argv| match argv[0].to_ascii_uppercase().as_slice() {
+                b"PING" => b"+PONG\r\n".to_vec(),
+                b"PSYNC" => {
+                    let at = String::from_utf8_lossy(&argv[2]).into_owned();
+                    log.lock().expect("log").push(at.clone());
+                    match at.as_str() {
+                        "101" => b"+CONTINUE\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n\
+                                   *1\r\n$4\r\nPING\r\n"
+                            .to_vec(),
+                        "142" | "-1" => {
+                            format!("+FULLRESYNC {} 500\r\n", "b".repeat(40)).into_bytes()
+                        }
+                        _ => b"+CONTINUE\r\n".to_vec(),
+                    }
+                }
+                b"REPLCONF" if argv[1].eq_ignore_ascii_case(b"ACK") => Vec::new(),
+                _ => b"+OK\r\n".to_vec(),
+            });
+            let dir = TempDir::new("replica-retry-data");
+            let mut cfg = config(&format!("redis://{addr}"), &dir);
+            cfg.read_timeout = Duration::from_millis(300);
+            cfg.data_offset = Some(Arc::new(AtomicU64::new(data_offset)));
+            let resume = Resume {
+                replid: id,
+                offset: 100,
+            };
+            let mut link = ReplicaLink::start(cfg, Some(resume), applied_at(applied))
+                .await
+                .expect("link");
+            let mut items = Vec::new();
+            while items.len() < 50 {
+                let item = tokio::time::timeout(PATIENCE, link.next())
+                    .await
+                    .expect("an item")
+                    .expect("the link goes on");
+                let last = matches!(
+                    item,
+                    SourceItem::FullResync { .. } | SourceItem::Continue { offset: 127, .. }
+                );
+                items.push(item);
+                if last {
+                    break;
+                }
+            }
+            link.shutdown().await;
+            let psyncs = seen.lock().expect("log").clone();
+            (psyncs, items.pop().expect("items"))
+        }
+    };
+    // Caught up (the target applied 141, the SET was the last data command): asked again
+    // from 127, and continued there; only the PING comes again.
+    let (psyncs, last) = run(141, 127).await;
+    assert_eq!(psyncs[..3], ["101", "142", "128"], "{psyncs:?} {last:?}");
+    assert!(
+        matches!(last, SourceItem::Continue { offset: 127, .. }),
+        "{last:?}"
+    );
+    // Behind (the SET is received but not applied, and the consumer's last data command
+    // ends at 100): asking again from 100 would bring the SET twice. A full resync.
+    let (psyncs, last) = run(100, 100).await;
+    assert_eq!(psyncs[..2], ["101", "142"], "{psyncs:?}");
+    assert!(!psyncs[1..].contains(&"101".to_string()), "{psyncs:?}");
+    assert!(
+        matches!(last, SourceItem::FullResync { offset: 500, .. }),
+        "{last:?}"
     );
 }
 

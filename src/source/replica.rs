@@ -31,8 +31,10 @@
 //!   send `\n` instead, as a loading replica does: it keeps the master's timeout at bay and
 //!   claims nothing. The exception is the end of a diskless snapshot: the master starts the
 //!   stream only on an ACK that arrives after it has reaped its fork, so from the mark until
-//!   the first stream byte we ACK (still `applied`) at once and then every 50 ms; meanwhile
-//!   the master buffers the stream for us, against its output buffer limit.
+//!   the first stream byte we ACK at once and then every 50 ms; meanwhile the master buffers
+//!   the stream for us, against its output buffer limit. Those ACKs say 0 while the
+//!   snapshot is still to be applied (a master keeps the largest ACK it saw, and any value
+//!   starts the stream), as does the answer to a `GETACK` then.
 //! * **Reconnect**: a connection that drops in the stream phase is re-established with
 //!   `PSYNC <replid> <received+1>`: everything received is already queued for the consumer, so
 //!   `+CONTINUE` loses and repeats nothing. A drop during the snapshot means a new full sync.
@@ -63,6 +65,9 @@ const EOF_MARK_LEN: usize = 40;
 const READ_BLOCK: usize = 512 << 10;
 /// A new block is allocated when less than this is left in the current one.
 const MIN_READ: usize = 32 << 10;
+/// How long a refused partial resync waits for the target to apply what was received
+/// before it retries from the last data command (see `retry_from_data_offset`).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// Longest `$…` transfer header line we wait for (`$EOF:` + 40 + CRLF is 47 bytes).
 const MAX_HEADER_LINE: usize = 256;
 /// ACK period from the end of a diskless snapshot until the stream flows.
@@ -403,9 +408,19 @@ impl Shared {
 
     /// What we acknowledge: what the target applied, and never more than we received (an
     /// `applied` left over from before a full resync may belong to another offset space).
+    /// While a snapshot is received or applied, 0: the target has not applied the snapshot
+    /// offset yet, and a master keeps the largest ACK it saw (0 claims nothing, and still
+    /// starts the stream after a diskless transfer).
     fn ack_value(&self) -> u64 {
-        let applied = self.applied.load(Ordering::SeqCst);
-        applied.min(self.received.load(Ordering::SeqCst))
+        self.ack_claim(self.applied.load(Ordering::SeqCst))
+    }
+
+    /// `offset` as an ACK may claim it now (see [`Shared::ack_value`]).
+    fn ack_claim(&self, offset: u64) -> u64 {
+        if self.snapshot_pending() {
+            return 0;
+        }
+        offset.min(self.received.load(Ordering::SeqCst))
     }
 
     fn take_fatal(&self) -> Option<SourceError> {
@@ -535,8 +550,32 @@ impl Reader {
         let (Some((id, off)), Some(d)) = (resume, self.cfg.data_offset.as_ref()) else {
             return Ok(est);
         };
+        if est.framer.in_stream() {
+            return Ok(est);
+        }
+        // `d` is the end of the last data command the *consumer* has seen. Only once the
+        // target has applied everything received is it the last one received: data
+        // commands still queued after it would be applied twice when the master sends
+        // them again from `d`. A consumer that does not catch up in a short while means a
+        // full resync, the safe way.
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        while self.shared.applied.load(Ordering::SeqCst) < *off {
+            if *self.stop.borrow() {
+                return Ok(est);
+            }
+            if Instant::now() >= deadline {
+                tracing::info!(
+                    offset = off,
+                    applied = self.shared.applied.load(Ordering::SeqCst),
+                    "partial resync refused, and the target has not applied all that was \
+                     received: full resync"
+                );
+                return Ok(est);
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
         let d = d.load(Ordering::SeqCst);
-        if est.framer.in_stream() || d == 0 || d >= *off {
+        if d == 0 || d >= *off {
             return Ok(est);
         }
         tracing::info!(
@@ -614,7 +653,7 @@ impl Reader {
                             // The master holds the stream back until an ACK arrives after
                             // it has put us online (`repl_start_cmd_stream_on_ack`). Any
                             // value starts it, so this one too says only what the target
-                            // has applied.
+                            // has applied: 0 while it still applies the snapshot.
                             awaiting_stream.store(true, Ordering::SeqCst);
                             let _ = first_ack.try_send(self.shared.ack_value());
                         }
@@ -697,7 +736,9 @@ async fn write_loop(
                 None => return,
             },
             _ = shared.ack_notify.notified() => {
-                ack(&mut out, shared.ack_request.load(Ordering::SeqCst))
+                // The GETACK answered may have come on an earlier connection (the consumer
+                // reads from the spool): clamped like any ACK.
+                ack(&mut out, shared.ack_claim(shared.ack_request.load(Ordering::SeqCst)))
             }
             _ = sleep_until(next_tick) => {
                 let awaiting = awaiting_stream.load(Ordering::SeqCst);
