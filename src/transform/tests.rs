@@ -716,45 +716,31 @@ fn big_elements_are_staged_in_a_string_and_moved_by_a_script() {
     assert_eq!(a[4][2..], words(&["2", "h", tmp, "big"]));
     assert_eq!(a[5], words(&["HSET", "h", "b", "2"]));
 
-    // A big string value: SET then APPENDs on the key itself, 3 bytes each.
-    let k = info(b"s", ValueKind::String, RDB_TYPE_STRING, None);
-    let pieces = [
-        Piece::BigStart {
+    // A big string value: SET then APPENDs on the key itself, 3 bytes each, whatever the
+    // chunks: two of 2 bytes; then one of 1 byte, one spanning three commands, one of 2.
+    let mut big_string = |chunks: &[&'static [u8]]| {
+        let k = info(b"s", ValueKind::String, RDB_TYPE_STRING, None);
+        let mut pieces = vec![Piece::BigStart {
             role: crate::rdb::BigRole::StringValue,
-            len: 4,
+            len: chunks.iter().map(|c| c.len() as u64).sum(),
             field: None,
             field_expire_ms: None,
-        },
-        Piece::Chunk(b"ab"),
-        Piece::Chunk(b"cd"),
-    ];
-    let (mut all, late, _) = one_key(&mut r, &k, &pieces, &end(None));
-    all.extend(late);
+        }];
+        pieces.extend(chunks.iter().map(|c| Piece::Chunk(c)));
+        let (mut all, late, _) = one_key(&mut r, &k, &pieces, &end(None));
+        all.extend(late);
+        argvs(&all)
+    };
     assert_eq!(
-        argvs(&all),
+        big_string(&[b"ab", b"cd"]),
         [
             words(&["DEL", "s"]),
             words(&["SET", "s", "abc"]),
             words(&["APPEND", "s", "d"])
         ]
     );
-
-    // Chunks of any size, one of them spanning three commands, and a 1-byte one.
-    let pieces = [
-        Piece::BigStart {
-            role: crate::rdb::BigRole::StringValue,
-            len: 10,
-            field: None,
-            field_expire_ms: None,
-        },
-        Piece::Chunk(b"a"),
-        Piece::Chunk(b"bcdefgh"),
-        Piece::Chunk(b"ij"),
-    ];
-    let (mut all, late, _) = one_key(&mut r, &k, &pieces, &end(None));
-    all.extend(late);
     assert_eq!(
-        argvs(&all),
+        big_string(&[b"a", b"bcdefgh", b"ij"]),
         [
             words(&["DEL", "s"]),
             words(&["SET", "s", "abc"]),
