@@ -1529,12 +1529,24 @@ impl Decoder {
         next(self);
         let p = match v {
             Ok(v) => P::Hash(f, v, fexp),
-            Err(len) => P::BigStart {
-                role: BigRole::HashValue,
-                len,
-                field: Some(f),
-                field_expire_ms: fexp,
-            },
+            Err(len) => {
+                // A field name stored as an integer (`42`): `BigStart` carries bytes.
+                let f = match f {
+                    Src::Int(i) => {
+                        let out = &mut self.scratch[0];
+                        out.clear();
+                        Elem::Int(i).write_to(out);
+                        Src::Scratch(0)
+                    }
+                    f => f,
+                };
+                P::BigStart {
+                    role: BigRole::HashValue,
+                    len,
+                    field: Some(f),
+                    field_expire_ms: fexp,
+                }
+            }
         };
         self.piece(p, input, pos, c.p)
     }

@@ -56,7 +56,8 @@ impl RestoreTarget {
             (4, _) => (8, false),
             (5, _) | (6, _) => (9, false),
             (7, 0) => (10, false),
-            (7, 2) => (11, false),
+            // 7.1.24x are the 7.2 release candidates.
+            (7, 1 | 2) => (11, false),
             (7, _) | (8, 0..=4) => (12, false),
             (8, 5..=7) => (13, false),
             _ => (14, false),
@@ -160,6 +161,11 @@ mod tests {
         assert_eq!(
             r74.version_for(Flavor::Redis, RDB_TYPE_HASH_METADATA),
             Some(12)
+        );
+        // A 7.2 release candidate (7.1.240) loads RDB 11, not 12.
+        assert_eq!(
+            RestoreTarget::for_server(false, (7, 1, 240)).rdb_version,
+            11
         );
         let r30 = RestoreTarget::for_server(false, (3, 0, 5));
         assert!(r30.exact);

@@ -443,3 +443,27 @@ fn stop_capture_drops_one_keys_payload_only() {
         "the next keys are captured whole"
     );
 }
+
+#[test]
+fn a_big_hash_value_keeps_its_integer_field_name() {
+    // Redis stores a field name like `42` as an integer; with a value over the chunk
+    // threshold the field came out empty.
+    let mut w = RdbWriter::new(9);
+    w.select_db(0);
+    w.raw(&[decoder::RDB_TYPE_HASH]);
+    w.write_str(b"h");
+    w.write_len(2);
+    w.write_int_str(42);
+    w.write_str(&[b'v'; 200]);
+    w.write_int_str(7);
+    w.write_str(b"small");
+    let data = w.finish();
+    let r = collect(&data, cfg()).unwrap();
+    assert_eq!(
+        r.keys[0].value,
+        Value::Hash(vec![
+            (b"42".to_vec(), vec![b'v'; 200], None),
+            (b"7".to_vec(), b"small".to_vec(), None)
+        ])
+    );
+}
