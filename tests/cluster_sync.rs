@@ -1163,3 +1163,59 @@ fn cross_slot_commands_follow_the_policy_redis_7_2() {
         "{log}"
     );
 }
+
+/// Keys whose slot braces around them would change (`a}b`, `s}`, the empty key), into a
+/// cluster with `conflict = "skip"` and the commands path: each is written under a staging
+/// key whose computed tag hashes to its slot and moved in with RENAMENX, big elements
+/// (over the 1 MiB chunk threshold) in pieces through a staging string in that slot too.
+/// A key already on the target keeps its value. Before, such keys were skipped ("no
+/// staging name in the key's cluster slot").
+#[test]
+fn keys_without_a_same_slot_brace_name_into_a_cluster_with_conflict_skip_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = Server::start(&spec, &[]);
+    let mut c = source.client();
+    let big = |n: usize, b: u8| (0..n).map(|i| b.wrapping_add(i as u8)).collect::<Vec<u8>>();
+    let (item, field, text) = (big(2 << 20, 1), big(3 << 19, 7), big(3 << 20, 3));
+    c.ok_bin(&[b"RPUSH", b"a}b", b"x", &item, b"y"]);
+    c.ok_bin(&[b"HSET", b"", b"f", b"v", b"big", &field]);
+    c.ok_bin(&[b"ZADD", b"z}", b"1.5", b"m"]);
+    c.ok_bin(&[b"SET", b"s}", &text]);
+    c.ok_bin(&[b"PEXPIRE", b"s}", b"600000"]);
+    c.ok_bin(&[b"SET", b"kept}1", b"from the source"]);
+    let mut cc = cluster.client();
+    cc.cmd_key(b"kept}1", &[b"SET", b"kept}1", b"already on the target"]);
+
+    let dir = TempDir::new("cluster-awkward-keys");
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(
+        &cfg,
+        "[transform]\nconflict = \"skip\"\nvalue_mode = \"commands\"\n",
+    )
+    .expect("config");
+    let mut ferry = ferry_proc::start(
+        &source.url(),
+        &cluster.url(),
+        dir.path(),
+        &["--once", "--config", cfg.to_str().expect("utf-8")],
+    );
+    let (code, log) = ferry_proc::wait_exit(&mut ferry, SYNC_TIMEOUT);
+    assert_eq!(code, Some(0), "ferry --once: {log}");
+
+    let mut expected = read_back(&mut source.client(), &spec, &[0]);
+    let mut actual = cluster.read_back();
+    let kept = actual.keys.remove(&(0, b"kept}1".to_vec()));
+    expected.keys.remove(&(0, b"kept}1".to_vec()));
+    assert_eq!(
+        cc.cmd_key(b"kept}1", &[b"GET", b"kept}1"]).into_bytes(),
+        Some(b"already on the target".to_vec()),
+        "the key on the target was kept ({kept:?})"
+    );
+    assert_eq!(expected.keys.len(), 4);
+    // No staging key is left, and every key arrived whole (the harness compares).
+    assert_models_equal(&expected, &actual, 1_000);
+}

@@ -55,6 +55,31 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16(hash_tag(key)) & (SLOTS as u16 - 1)
 }
 
+/// A short hash tag (without its braces) whose keys hash to `slot`: `ferry:<n>` with the
+/// smallest `n` that lands there. Gives a helper key in any key's slot, also for keys that
+/// no suffix or prefix of their own can keep there (`a}b`, the empty key).
+pub fn slot_tag(slot: u16) -> &'static [u8] {
+    static TAGS: std::sync::OnceLock<Vec<Box<[u8]>>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        // Every slot is hit after about 160 000 candidates (16384 × ln 16384); the search
+        // stops when the last one is.
+        let mut tags: Vec<Option<Box<[u8]>>> = vec![None; SLOTS];
+        let mut left = SLOTS;
+        let mut n: u64 = 0;
+        while left > 0 {
+            let tag = format!("ferry:{n}").into_bytes();
+            let s = key_slot(&tag) as usize;
+            if tags[s].is_none() {
+                tags[s] = Some(tag.into_boxed_slice());
+                left -= 1;
+            }
+            n += 1;
+        }
+        tags.into_iter().flatten().collect()
+    });
+    &tags[slot as usize & (SLOTS - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +104,19 @@ mod tests {
         assert_eq!(hash_tag(b"a}b{c"), b"a}b{c");
         assert_eq!(hash_tag(b"a}b{c}"), b"c");
         assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+    }
+
+    #[test]
+    fn every_slot_has_a_tag_of_its_own() {
+        for slot in 0..SLOTS as u16 {
+            let tag = slot_tag(slot);
+            assert_eq!(key_slot(tag), slot);
+            assert!(tag.starts_with(b"ferry:") && !tag.contains(&b'}'));
+            let mut key = b"{".to_vec();
+            key.extend_from_slice(tag);
+            key.extend_from_slice(b"}a}b");
+            assert_eq!(key_slot(&key), slot);
+        }
     }
 
     #[test]

@@ -23,8 +23,9 @@
 //!
 //! `Replace` deletes the key first. `Skip` and `Error` must not touch an existing key,
 //! and a value written in several commands cannot be made conditional, so it is written
-//! under a staging name in the same cluster slot (`{key}:ferry-staging`) and moved into
-//! place with `RENAMENX`, which refuses when the key exists; the writer judges that
+//! under a staging name in the same cluster slot (`{key}:ferry-staging`, or for a key
+//! that braces would move, like `a}b`, `{ferry:<n>}a}b:ferry-staging` with a tag chosen
+//! to hash to its slot: [`staging_name`]) and moved into place with `RENAMENX`, which refuses when the key exists; the writer judges that
 //! refusal like a `BUSYKEY`. The staging key is visible on the target while the value is
 //! written.
 //!
@@ -185,10 +186,8 @@ struct Big {
     field: Option<Vec<u8>>,
     field_expire_ms: Option<i64>,
     /// Where the chunks are appended: the key itself (a string value), or a staging
-    /// string for an element. `None`: no same-slot staging name exists on this cluster;
-    /// the element is gathered in `whole` instead.
-    into: Option<Bytes>,
-    whole: Vec<u8>,
+    /// string in the key's slot for an element.
+    into: Bytes,
     /// Bytes still to come of the `SET`/`APPEND` argument being encoded into `cmds` (0:
     /// no command is open). A value arriving in small network reads still goes in
     /// `APPEND`s of `batch_bytes`.
@@ -412,13 +411,6 @@ impl KeyRewriter {
         }
     }
 
-    /// A helper key for `key`: in its cluster slot (see [`staging_name`]); on a
-    /// standalone target any name does, so there is always one.
-    fn helper_key(&self, key: &[u8], suffix: &[u8]) -> Option<Bytes> {
-        staging_name(key, suffix)
-            .or_else(|| (!self.target.cluster).then(|| Bytes::from([key, suffix].concat())))
-    }
-
     /// Moves the clock on (call it as time passes during a long copy).
     pub fn set_now(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
@@ -485,21 +477,8 @@ impl KeyRewriter {
             plan = Plan::SetString;
         }
         if matches!(plan, Plan::Hold | Plan::Commands) && self.cfg.conflict != Conflict::Replace {
-            match self.helper_key(&key, STAGING_SUFFIX) {
-                Some(s) => {
-                    name = s;
-                    staged = true;
-                }
-                None if plan == Plan::Hold => plan = Plan::RestoreOnly,
-                None => {
-                    self.skip(
-                        db,
-                        &key,
-                        "no staging name in the key's cluster slot for a conditional write".into(),
-                    );
-                    plan = Plan::Skip(Outcome::Skipped);
-                }
-            }
+            name = staging_name(&key, STAGING_SUFFIX);
+            staged = true;
         }
         let mut st = KeyState {
             db,
@@ -794,8 +773,8 @@ impl KeyRewriter {
             self.stats.fields_expired += 1;
         }
         let into = match role {
-            BigRole::StringValue => Some(st.name.clone()),
-            _ => self.helper_key(&st.key, ELEMENT_SUFFIX).filter(|_| !drop),
+            BigRole::StringValue => st.name.clone(),
+            _ => staging_name(&st.key, ELEMENT_SUFFIX),
         };
         st.big = Some(Big {
             role,
@@ -804,7 +783,6 @@ impl KeyRewriter {
             field: field.map(<[u8]>::to_vec),
             field_expire_ms,
             into,
-            whole: Vec::new(),
             open: 0,
             drop,
         });
@@ -819,39 +797,32 @@ impl KeyRewriter {
         };
         big.left = big.left.saturating_sub(chunk.len() as u64);
         if !big.drop {
-            match &big.into {
-                Some(into) => {
-                    // Each `SET`/`APPEND` carries `batch_bytes` of the value (the last one
-                    // the rest), whatever the sizes of the chunks: its argument's length is
-                    // known when it starts, so the chunks are encoded straight into the
-                    // command, without gathering them first.
-                    let mut rest = chunk;
-                    while !rest.is_empty() {
-                        if big.open == 0 {
-                            let n = (big.left + rest.len() as u64).min(self.cfg.batch_bytes as u64);
-                            let verb: &[u8] = if big.first { b"SET" } else { b"APPEND" };
-                            big.first = false;
-                            st.cmds.buf.reserve(n as usize + into.len() + 48);
-                            st.cmds.begin(3);
-                            bulk(&mut st.cmds.buf, verb);
-                            bulk(&mut st.cmds.buf, into);
-                            encode_bulk_header(&mut st.cmds.buf, n);
-                            big.open = n;
-                        }
-                        let m = big.open.min(rest.len() as u64) as usize;
-                        st.cmds.buf.extend_from_slice(&rest[..m]);
-                        rest = &rest[m..];
-                        big.open -= m as u64;
-                        if big.open == 0 {
-                            st.cmds.buf.extend_from_slice(b"\r\n");
-                            st.cmds.end();
-                            // Only between whole commands.
-                            self.maybe_flush(st, out);
-                        }
-                    }
+            let into = &big.into;
+            // Each `SET`/`APPEND` carries `batch_bytes` of the value (the last one
+            // the rest), whatever the sizes of the chunks: its argument's length is
+            // known when it starts, so the chunks are encoded straight into the
+            // command, without gathering them first.
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                if big.open == 0 {
+                    let n = (big.left + rest.len() as u64).min(self.cfg.batch_bytes as u64);
+                    let verb: &[u8] = if big.first { b"SET" } else { b"APPEND" };
+                    big.first = false;
+                    st.cmds.buf.reserve(n as usize + into.len() + 48);
+                    st.cmds.begin(3);
+                    bulk(&mut st.cmds.buf, verb);
+                    bulk(&mut st.cmds.buf, into);
+                    encode_bulk_header(&mut st.cmds.buf, n);
+                    big.open = n;
                 }
-                None => {
-                    big.whole.extend_from_slice(chunk);
+                let m = big.open.min(rest.len() as u64) as usize;
+                st.cmds.buf.extend_from_slice(&rest[..m]);
+                rest = &rest[m..];
+                big.open -= m as u64;
+                if big.open == 0 {
+                    st.cmds.buf.extend_from_slice(b"\r\n");
+                    st.cmds.end();
+                    // Only between whole commands.
                     self.maybe_flush(st, out);
                 }
             }
@@ -883,37 +854,21 @@ impl KeyRewriter {
         let field = big.field.clone().unwrap_or_default();
         let ttl = self.field_ttl(st, big.field_expire_ms);
         let name = st.name.clone();
-        match &big.into {
-            Some(tmp) => {
-                if big.first {
-                    // No chunk came (empty element): stage an empty string.
-                    st.cmds.command(&[b"SET", tmp, b""]);
-                }
-                let (script, has_field) = match big.role {
-                    BigRole::ListItem => (LUA_RPUSH, false),
-                    BigRole::SetMember => (LUA_SADD, false),
-                    _ => (LUA_HSET, true),
-                };
-                let mut args: Vec<&[u8]> = vec![b"EVAL", script, b"2", &name, tmp];
-                if has_field {
-                    args.push(&field);
-                }
-                st.cmds.command(&args);
-            }
-            None => {
-                let verb: &[u8] = match big.role {
-                    BigRole::ListItem => b"RPUSH",
-                    BigRole::SetMember => b"SADD",
-                    _ => b"HSET",
-                };
-                let mut args: Vec<&[u8]> = vec![verb, &name];
-                if big.role == BigRole::HashValue {
-                    args.push(&field);
-                }
-                args.push(&big.whole);
-                st.cmds.command(&args);
-            }
+        let tmp = &big.into;
+        if big.first {
+            // No chunk came (empty element): stage an empty string.
+            st.cmds.command(&[b"SET", tmp, b""]);
         }
+        let (script, has_field) = match big.role {
+            BigRole::ListItem => (LUA_RPUSH, false),
+            BigRole::SetMember => (LUA_SADD, false),
+            _ => (LUA_HSET, true),
+        };
+        let mut args: Vec<&[u8]> = vec![b"EVAL", script, b"2", &name, tmp];
+        if has_field {
+            args.push(&field);
+        }
+        st.cmds.command(&args);
         if let Some(t) = ttl {
             let at = t.to_string();
             st.cmds
@@ -1145,13 +1100,14 @@ pub fn score_text(score: f64) -> String {
     }
 }
 
-/// A name for a helper key in the same cluster slot as `key`, or `None` when no simple
-/// one exists (a key without a hash tag that contains `}`).
+/// A name for a helper key in the same cluster slot as `key`.
 ///
 /// A key with a hash tag keeps it when a suffix is appended; a key without one gets
-/// braces around it, which makes the whole key the tag.
-pub fn staging_name(key: &[u8], suffix: &[u8]) -> Option<Bytes> {
-    let mut name = Vec::with_capacity(key.len() + suffix.len() + 2);
+/// braces around it, which makes the whole key the tag. A key that braces cannot keep in
+/// its slot (no tag but a `}` in it, like `a}b`, or the empty key) gets a computed tag
+/// of that slot in front: `{ferry:<n>}a}b:suffix`.
+pub fn staging_name(key: &[u8], suffix: &[u8]) -> Bytes {
+    let mut name = Vec::with_capacity(key.len() + suffix.len() + 16);
     if has_hash_tag(key) {
         name.extend_from_slice(key);
     } else if !key.is_empty() && !key.contains(&b'}') {
@@ -1159,10 +1115,15 @@ pub fn staging_name(key: &[u8], suffix: &[u8]) -> Option<Bytes> {
         name.extend_from_slice(key);
         name.push(b'}');
     } else {
-        return None;
+        name.push(b'{');
+        name.extend_from_slice(crate::cluster::slot::slot_tag(
+            crate::cluster::slot::key_slot(key),
+        ));
+        name.push(b'}');
+        name.extend_from_slice(key);
     }
     name.extend_from_slice(suffix);
-    Some(Bytes::from(name))
+    Bytes::from(name)
 }
 
 /// Redis's rule: a `{` followed later by a `}` with at least one byte between them.
@@ -1204,19 +1165,18 @@ mod tests {
 
     #[test]
     fn staging_names_stay_in_the_keys_slot() {
-        assert_eq!(
-            staging_name(b"user:1", b":s").as_deref(),
-            Some(&b"{user:1}:s"[..])
-        );
-        assert_eq!(
-            staging_name(b"a{tag}b", b":s").as_deref(),
-            Some(&b"a{tag}b:s"[..])
-        );
-        assert_eq!(
-            staging_name(b"a{b", b":s").as_deref(),
-            Some(&b"{a{b}:s"[..])
-        );
-        assert_eq!(staging_name(b"a{}b", b":s"), None);
-        assert_eq!(staging_name(b"", b":s"), None);
+        assert_eq!(&staging_name(b"user:1", b":s")[..], b"{user:1}:s");
+        assert_eq!(&staging_name(b"a{tag}b", b":s")[..], b"a{tag}b:s");
+        assert_eq!(&staging_name(b"a{b", b":s")[..], b"{a{b}:s");
+        for key in [&b"a{}b"[..], b"", b"a}b", b"}", b"{}"] {
+            let name = staging_name(key, b":s");
+            assert_eq!(
+                crate::cluster::slot::key_slot(&name),
+                crate::cluster::slot::key_slot(key),
+                "{:?}",
+                String::from_utf8_lossy(&name)
+            );
+            assert!(name.starts_with(b"{ferry:") && name.ends_with(b":s"));
+        }
     }
 }

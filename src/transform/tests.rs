@@ -752,6 +752,59 @@ fn big_elements_are_staged_in_a_string_and_moved_by_a_script() {
 }
 
 #[test]
+fn keys_braces_cannot_keep_in_their_slot_are_staged_under_a_computed_tag() {
+    // A cluster target; `a}b` and the empty key have no hash tag, and braces around them
+    // would change their slot. Before, a conditional write of such a key was skipped and
+    // a big element of it was gathered whole; now both go through a staging key whose
+    // tag was chosen to hash to the key's slot.
+    let mut target = redis((7, 2, 4));
+    target.cluster = true;
+    let slot = crate::cluster::slot::key_slot;
+    for key in [&b"a}b"[..], b""] {
+        let cfg = RewriteConfig {
+            mode: ValueMode::Commands,
+            conflict: Conflict::Skip,
+            batch_bytes: 4,
+            ..RewriteConfig::default()
+        };
+        let mut r = KeyRewriter::new(&cfg, &target, Flavor::Redis, NOW);
+        let k = info(key, ValueKind::List, RDB_TYPE_LIST_QUICKLIST_2, None);
+        let pieces = [
+            Piece::ListItem(Elem::Bytes(b"x")),
+            Piece::BigStart {
+                role: crate::rdb::BigRole::ListItem,
+                len: 6,
+                field: None,
+                field_expire_ms: None,
+            },
+            Piece::Chunk(b"abcdef"),
+        ];
+        let (mut all, late, outcome) = one_key(&mut r, &k, &pieces, &end(None));
+        all.extend(late);
+        assert_eq!(outcome, Outcome::Commands);
+        assert_eq!(r.stats().skipped, 0);
+        let a = argvs(&all);
+        let key = String::from_utf8_lossy(key).into_owned();
+        let stage = a[0][1].clone();
+        let element = a[2][1].clone();
+        assert!(stage.starts_with("{ferry:") && stage.ends_with(":ferry-staging"));
+        assert!(element.starts_with("{ferry:") && element.ends_with(":ferry-element"));
+        for name in [&stage, &element] {
+            assert_eq!(slot(name.as_bytes()), slot(key.as_bytes()), "{name}");
+        }
+        assert_eq!(a[0], words(&["DEL", &stage]));
+        assert_eq!(a[1], words(&["RPUSH", &stage, "x"]));
+        // The element passes in pieces of batch_bytes, never whole.
+        assert_eq!(a[2], words(&["SET", &element, "abcd"]));
+        assert_eq!(a[3], words(&["APPEND", &element, "ef"]));
+        assert_eq!(a[4][0], "EVAL");
+        assert_eq!(a[4][2..], words(&["2", &stage, &element]));
+        assert_eq!(a[5], words(&["RENAMENX", &stage, &key]));
+        assert_eq!(a[6], words(&["DEL", &stage]));
+    }
+}
+
+#[test]
 fn functions_and_scripts() {
     let code = b"#!lua name=lib\nredis.register_function('f', function() return 1 end)";
     assert!(KeyRewriter::function(code, &redis((6, 2, 14))).is_none());
