@@ -141,6 +141,9 @@ pub struct RewriteStats {
     pub fields_expired: u64,
     /// Keys whose hash field TTLs were dropped (target without hash field expiration).
     pub field_ttls_dropped: u64,
+    /// Stream pending entries written with the copy's time and a count of 1, because
+    /// their group had more than `PEL_KEPT` (commands path only).
+    pub pel_meta_dropped: u64,
     /// The newest skip records (at most [`SKIPS_KEPT`]).
     pub skips: VecDeque<RewriteSkip>,
 }
@@ -228,7 +231,9 @@ pub struct KeyRewriter {
     pub(super) now_ms: i64,
     restore_limit: usize,
     cur: Option<KeyState>,
-    stats: RewriteStats,
+    pub(super) stats: RewriteStats,
+    /// Stream pending entries kept per group (`stream::PEL_KEPT`; smaller in tests).
+    pub(super) pel_kept: usize,
     /// Small keys' single commands (`RESTORE`, `SET`) gathered into one `Cmd` of kind
     /// `Batch` (a cluster router splits it per master by each command's key). Emitted when
     /// full, when the db changes, and by [`flush_pending`](Self::flush_pending).
@@ -287,6 +292,7 @@ impl KeyRewriter {
             restore_limit: cfg.restore_max.min(proto.saturating_sub(64)),
             cur: None,
             stats: RewriteStats::default(),
+            pel_kept: super::stream::PEL_KEPT,
             small: CmdBuf::default(),
             small_db: 0,
             small_first: None,

@@ -14,9 +14,14 @@
 //!
 //! The decoder gives a group's PEL (delivery time and count per id) before its consumers
 //! and the ids each consumer owns, so the PEL of the current group is kept in a map until
-//! its consumers are done. `XCLAIM … FORCE` only creates a pending entry for an id that
-//! is still in the stream: entries deleted after delivery but still pending on the source
-//! are lost on the commands path (RESTORE keeps them).
+//! its consumers are done. The map holds at most [`PEL_KEPT`] entries (about 10 MiB):
+//! pending entries beyond it keep their consumer but get the copy's time and a delivery
+//! count of 1, with one warning per group and a count in [`RewriteStats`]. `XCLAIM …
+//! FORCE` only creates a pending entry for an id that is still in the stream: entries
+//! deleted after delivery but still pending on the source are lost on the commands path
+//! (RESTORE keeps them).
+//!
+//! [`RewriteStats`]: super::rewrite::RewriteStats
 
 use std::collections::HashMap;
 
@@ -24,6 +29,10 @@ use super::batch::{bulk, bulk_elem};
 use super::rewrite::{KeyRewriter, KeyState};
 use crate::rdb::{Piece, StreamId};
 use crate::target::Cmd;
+
+/// Pending entries of one group whose delivery time and count are kept until its
+/// consumers come (each costs about 40 bytes in the map).
+pub(super) const PEL_KEPT: usize = 1 << 18;
 
 /// A throwaway group name used to create an empty stream.
 const EMPTY_STREAM_GROUP: &[u8] = b"ferry-create";
@@ -42,6 +51,8 @@ pub(super) struct StreamState {
     /// The current group, its PEL, and the current consumer.
     group: Option<Vec<u8>>,
     pel: HashMap<StreamId, (i64, u64)>,
+    /// Pending entries of the current group past [`PEL_KEPT`].
+    pel_dropped: u64,
     consumer: Option<Vec<u8>>,
     /// Ids of the current consumer gathered for one XCLAIM: same time and count.
     claim: Vec<StreamId>,
@@ -147,6 +158,7 @@ impl KeyRewriter {
                 st.cmds.command(&args);
                 st.stream.group = Some(group.to_vec());
                 st.stream.pel.clear();
+                st.stream.pel_dropped = 0;
                 st.stream.consumer = None;
                 self.maybe_flush(st, out);
             }
@@ -155,7 +167,22 @@ impl KeyRewriter {
                 delivery_time_ms,
                 delivery_count,
             } => {
-                st.stream.pel.insert(id, (delivery_time_ms, delivery_count));
+                if st.stream.pel.len() < self.pel_kept {
+                    st.stream.pel.insert(id, (delivery_time_ms, delivery_count));
+                } else {
+                    if st.stream.pel_dropped == 0 {
+                        tracing::warn!(
+                            key = %crate::util::escape_bytes(&st.key),
+                            db = st.db,
+                            group = %crate::util::escape_bytes(st.stream.group.as_deref().unwrap_or_default()),
+                            kept = self.pel_kept,
+                            "stream group has more pending entries than ferry keeps: the rest get \
+                             the copy's time and a delivery count of 1 (RESTORE would keep them)"
+                        );
+                    }
+                    st.stream.pel_dropped += 1;
+                    self.stats.pel_meta_dropped += 1;
+                }
             }
             Piece::StreamConsumer { name: consumer, .. } => {
                 self.flush_claim(st, out);

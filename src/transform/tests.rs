@@ -552,6 +552,86 @@ fn streams_are_rebuilt_with_what_each_target_supports() {
 }
 
 #[test]
+fn a_group_pel_past_what_is_kept_loses_only_its_times_and_counts() {
+    // The PEL map of a group is bounded; entries past it keep their consumer and get the
+    // copy's time and a delivery count of 1, counted in the stats.
+    let cfg = RewriteConfig {
+        mode: ValueMode::Commands,
+        ..RewriteConfig::default()
+    };
+    let id = |ms, seq| StreamId { ms, seq };
+    let mut pieces = stream_pieces();
+    // A second entry and a second pending id (5-2) of alice.
+    pieces.insert(
+        3,
+        Piece::StreamEntry {
+            id: id(5, 2),
+            fields: 1,
+        },
+    );
+    pieces.insert(
+        4,
+        Piece::StreamField {
+            field: Elem::Bytes(b"f"),
+            value: Elem::Int(2),
+        },
+    );
+    let at = pieces
+        .iter()
+        .position(|p| matches!(p, Piece::StreamPending { .. }))
+        .expect("pel");
+    pieces.insert(
+        at + 1,
+        Piece::StreamPending {
+            id: id(5, 2),
+            delivery_time_ms: 99,
+            delivery_count: 7,
+        },
+    );
+    let at = pieces
+        .iter()
+        .position(|p| matches!(p, Piece::StreamConsumerPending { .. }))
+        .expect("consumer pel");
+    pieces.insert(at + 1, Piece::StreamConsumerPending { id: id(5, 2) });
+    let k = info(b"st", ValueKind::Stream, RDB_TYPE_STREAM_LISTPACKS_3, None);
+    let claims = |kept: usize| {
+        let mut r = KeyRewriter::new(&cfg, &redis((7, 2, 4)), Flavor::Redis, NOW);
+        r.pel_kept = kept;
+        let (mut all, late, _) = one_key(&mut r, &k, &pieces, &end(None));
+        all.extend(late);
+        let claims: Vec<Vec<String>> = argvs(&all)
+            .into_iter()
+            .filter(|a| a[0] == "XCLAIM")
+            .map(|a| a[4..].to_vec())
+            .collect();
+        (claims, r.stats().pel_meta_dropped)
+    };
+    let tail = |ids: &[&str], time: &str, count: &str| {
+        let mut w = vec!["0"];
+        w.extend_from_slice(ids);
+        w.extend_from_slice(&["TIME", time, "RETRYCOUNT", count, "FORCE", "JUSTID"]);
+        words(&w)
+    };
+    assert_eq!(
+        claims(2),
+        (
+            vec![tail(&["5-1"], "1234", "3"), tail(&["5-2"], "99", "7")],
+            0
+        )
+    );
+    assert_eq!(
+        claims(1),
+        (
+            vec![
+                tail(&["5-1"], "1234", "3"),
+                tail(&["5-2"], &NOW.to_string(), "1")
+            ],
+            1
+        )
+    );
+}
+
+#[test]
 fn an_empty_stream_is_made_with_a_throwaway_group() {
     let cfg = RewriteConfig {
         mode: ValueMode::Commands,
