@@ -139,6 +139,11 @@ pub struct SyncSection {
     pub heartbeat_interval: f64,
     /// The heartbeat key (a string, with an expiry of 10 intervals).
     pub heartbeat_key: String,
+    /// Sets the source's `rdbcompression` to `no` from just before ferry's `PSYNC` until
+    /// the source has forked for it (`+FULLRESYNC`), then back to `yes`: a snapshot of
+    /// incompressible values costs the source a quarter of the CPU. Off by default: it
+    /// changes the source's configuration (and needs `CONFIG`).
+    pub uncompressed_snapshot: bool,
     /// Seconds SIGTERM/SIGINT may spend draining what is in flight before ferry exits.
     pub drain_timeout: f64,
     /// A file where a clean stop saves its resume point, taken by the next start
@@ -159,6 +164,7 @@ impl Default for SyncSection {
             announce_version: crate::source::replica::DEFAULT_ANNOUNCE_VERSION.into(),
             heartbeat_interval: 0.0,
             heartbeat_key: DEFAULT_HEARTBEAT_KEY.into(),
+            uncompressed_snapshot: false,
             drain_timeout: 30.0,
             checkpoint: None,
         }

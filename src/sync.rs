@@ -82,6 +82,7 @@ impl SyncOptions {
         let target = cfg.target.endpoint("target")?;
         let mut replica = ReplicaConfig::new(source);
         replica.announce_version = cfg.sync.announce_version.clone();
+        replica.uncompressed_snapshot = cfg.sync.uncompressed_snapshot;
         replica.connect_timeout = cfg.connect_timeout();
         replica.spool_cap = cfg.sync.spool_cap;
         replica.memory_queue = cfg.sync.memory_queue;
@@ -713,9 +714,12 @@ async fn run_once(
                         );
                         notifier.send("STATUS=streaming");
                         st.streaming = true;
+                        // A snapshot shorter than a status tick: its size is shown at once.
+                        let total = link.stats().rdb_total();
                         status.update(|s| {
                             s.set_phase(Phase::Stream);
                             s.written.keys += report.keys;
+                            s.snapshot.bytes_total = s.snapshot.bytes_total.or(total);
                             s.snapshot.done = true;
                             s.snapshot.keys = report.keys;
                             s.snapshot.bytes_read = report.bytes;

@@ -484,3 +484,68 @@ fn resumes_from_a_checkpoint_after_a_clean_stop() {
         );
     }
 }
+
+/// `[sync] uncompressed_snapshot = true`: the source writes ferry's snapshot without LZF
+/// (a compressible dataset arrives many times larger than with the source's default), and
+/// its `rdbcompression` is `yes` again afterwards. Without the option the same data comes
+/// compressed (so the first check can fail).
+#[test]
+fn an_uncompressed_snapshot_is_asked_for_and_the_setting_put_back() {
+    let Some(spec) = common::require_server("redis-7.2") else {
+        return;
+    };
+    let source = Server::start(&spec, &["--repl-diskless-sync", "no"]);
+    let mut c = source.client();
+    let cmds: Vec<Vec<Vec<u8>>> = (0..3000)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("text:{i}").into_bytes(),
+                format!("{i:06}").repeat(400).into_bytes(),
+            ]
+        })
+        .collect();
+    c.pipeline_ok(&cmds);
+    let raw: u64 = 3000 * 2400;
+    let config = source.dir().join("uncompressed.toml");
+    std::fs::write(&config, "[sync]\nuncompressed_snapshot = true\n").expect("config");
+    for uncompressed in [false, true] {
+        let target = Server::start(&spec, &[]);
+        let extra: Vec<&str> = if uncompressed {
+            vec!["--config", config.to_str().expect("utf-8")]
+        } else {
+            vec![]
+        };
+        let mut ferry = start_ferry(&source, &target, &extra);
+        wait_consistent(&mut ferry, &source, Duration::from_secs(60));
+        let status = get_status(&ferry.status).unwrap_or_default();
+        stop_ferry(ferry);
+        let total = status["snapshot"]["bytes_read"].as_u64().unwrap_or(0);
+        // A disk transfer announces its size; shown even when the snapshot took less
+        // than a status tick (it was null here before).
+        assert_eq!(status["snapshot"]["bytes_total"], total, "{status}");
+        if uncompressed {
+            assert!(
+                total > raw,
+                "an uncompressed snapshot: {total} bytes: {status}"
+            );
+        } else {
+            assert!(
+                total > 0 && total < raw / 4,
+                "a compressed snapshot: {total} bytes: {status}"
+            );
+        }
+        let setting = c.cmd_str(&["CONFIG", "GET", "rdbcompression"]);
+        assert_eq!(
+            setting
+                .as_array()
+                .and_then(|a| a.get(1))
+                .and_then(|v| v.as_text()),
+            Some("yes".to_string()),
+            "the source's setting is back"
+        );
+        let expected = read_back(&mut c, &spec, &[0]);
+        let actual = read_back(&mut target.client(), &spec, &[0]);
+        assert_models_equal(&expected, &actual, 1_000);
+    }
+}

@@ -94,6 +94,11 @@ pub struct ReplicaConfig {
     pub announce_version: String,
     /// Connecting, and each handshake reply before `PSYNC`. 10 s.
     pub connect_timeout: Duration,
+    /// `CONFIG SET rdbcompression no` on the source (another connection) just before
+    /// `PSYNC`, and `yes` again once the reply came (a `+FULLRESYNC` is sent after the
+    /// fork, so the snapshot is written uncompressed). Only when it was `yes`; a source
+    /// that refuses `CONFIG` gets a warning and its own setting. Off by default.
+    pub uncompressed_snapshot: bool,
     /// A connection on which nothing arrives for this long is dropped and re-established
     /// (a master pings its replicas every 10 s; it sends `\n` while it prepares a snapshot).
     /// The master's own `repl-timeout` default: 60 s.
@@ -129,6 +134,7 @@ impl ReplicaConfig {
             listening_port: 0,
             announce_version: DEFAULT_ANNOUNCE_VERSION.to_string(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            uncompressed_snapshot: false,
             read_timeout: Duration::from_secs(60),
             ack_interval: Duration::from_secs(1),
             retry_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
@@ -613,6 +619,7 @@ impl Reader {
             stream,
             mut buf,
             addr,
+            ..
         } = conn;
         let (mut rd, wr) = stream.into_split();
         // The first ACK after a diskless snapshot goes through this channel; closing it (when
@@ -806,6 +813,8 @@ struct Conn {
     stream: NetStream,
     buf: BytesMut,
     addr: String,
+    /// The server connected to (a sentinel endpoint resolved to its master).
+    ep: Endpoint,
 }
 
 /// A connection past `PSYNC`, ready to be pumped. The framer starts in the stream phase
@@ -883,6 +892,7 @@ async fn connect(cfg: &ReplicaConfig) -> Result<Conn, Failure> {
         stream,
         buf: BytesMut::with_capacity(16 << 10),
         addr,
+        ep,
     })
 }
 
@@ -984,6 +994,11 @@ async fn handshake(
         Some((id, offset)) => (id.to_string(), offset.to_string()),
         None => ("?".to_string(), "-1".to_string()),
     };
+    let compression_off = if cfg.uncompressed_snapshot {
+        compression_off(&conn.ep, t).await
+    } else {
+        false
+    };
     // The master may prepare the snapshot for a while (`repl-diskless-sync-delay`, a
     // BGSAVE in progress); it sends `\n` meanwhile, which counts as progress.
     let reply = conn
@@ -991,7 +1006,11 @@ async fn handshake(
             &[b"PSYNC", id.as_bytes(), offset.as_bytes()],
             cfg.read_timeout,
         )
-        .await?;
+        .await;
+    if compression_off {
+        compression_back(&conn.ep, t).await;
+    }
+    let reply = reply?;
     match reply {
         Frame::Simple(line) => parse_psync_reply(&line).ok_or_else(|| {
             Failure::Fatal(SourceError::Protocol {
@@ -1017,6 +1036,60 @@ async fn handshake(
             }))
         }
         other => Err(conn.unexpected("PSYNC", &other)),
+    }
+}
+
+/// `rdbcompression no` on the source if it was `yes` (see
+/// [`ReplicaConfig::uncompressed_snapshot`]); whether it was changed. A refusal is a
+/// warning: the snapshot then comes as the source writes it.
+async fn compression_off(ep: &Endpoint, t: Duration) -> bool {
+    let get: &[&[u8]] = &[b"CONFIG", b"GET", b"rdbcompression"];
+    let set: &[&[u8]] = &[b"CONFIG", b"SET", b"rdbcompression", b"no"];
+    let was_on = match crate::admin::command(ep, get, t).await {
+        // RESP2 `[name, value]`; RESP3 would be a map, which admin does not ask for.
+        Ok(Frame::Array(a)) => a
+            .get(1)
+            .and_then(Frame::as_bytes)
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"yes")),
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(source = %ep.addr(), "uncompressed_snapshot: cannot read rdbcompression ({e}); the snapshot comes as the source writes it");
+            return false;
+        }
+    };
+    if !was_on {
+        return false;
+    }
+    match crate::admin::command(ep, set, t).await {
+        Ok(_) => {
+            tracing::warn!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: the source's rdbcompression is `no` until it forks for \
+                 ferry's PSYNC, then `yes` again; should ferry stop before that, run \
+                 CONFIG SET rdbcompression yes on it"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(source = %ep.addr(), "uncompressed_snapshot: cannot set rdbcompression ({e}); the snapshot comes as the source writes it");
+            false
+        }
+    }
+}
+
+/// Puts `rdbcompression yes` back after [`compression_off`]; a failure is an error in the
+/// log that says what to run.
+async fn compression_back(ep: &Endpoint, t: Duration) {
+    let set: &[&[u8]] = &[b"CONFIG", b"SET", b"rdbcompression", b"yes"];
+    match crate::admin::command(ep, set, t).await {
+        Ok(_) => {
+            tracing::info!(source = %ep.addr(), "uncompressed_snapshot: the source's rdbcompression is `yes` again")
+        }
+        Err(e) => tracing::error!(
+            source = %ep.addr(),
+            "uncompressed_snapshot: could not set the source's rdbcompression back to `yes` \
+             ({e}); run CONFIG SET rdbcompression yes on it"
+        ),
     }
 }
 
