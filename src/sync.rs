@@ -1726,18 +1726,34 @@ impl StreamPump {
                     }
                     m.bytes.extend_from_slice(&raw);
                     m.n += 1;
-                    if m.inner_select {
-                        // The writer believes the connection is still in `m.db`: make it so.
+                    // The writer believes the connection is still in `m.db` after a
+                    // transaction that SELECTs inside: a SELECT after it makes it so. On a
+                    // standalone target it goes as a command of its own: a refusal of it
+                    // (BUSY) is then resent alone; inside the transaction's Cmd the
+                    // committed transaction itself would have been sent again.
+                    let restore_db = m.inner_select.then(|| {
+                        let mut sel = Vec::new();
                         resp::encode_command(
-                            &mut m.bytes,
+                            &mut sel,
                             &[b"SELECT".as_slice(), m.db.to_string().as_bytes()],
                         );
+                        sel
+                    });
+                    let alone = !writer.is_cluster();
+                    if let (Some(sel), false) = (&restore_db, alone) {
+                        m.bytes.extend_from_slice(sel);
                         m.n += 1;
                     }
                     writer
                         .send(send(Bytes::from(m.bytes), m.n, m.db, end))
                         .await
                         .map_err(|e| e.to_string())?;
+                    if let (Some(sel), true) = (restore_db, alone) {
+                        writer
+                            .send(send(Bytes::from(sel), 1, m.db, end))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
                     self.note_data(end);
                 }
             }

@@ -853,3 +853,249 @@ fn throughput_of_a_million_keys_against_redis_cli_pipe() {
         N as f64 / secs
     );
 }
+
+/// A proxy in front of a real server that answers chosen commands itself with an error a
+/// real server gives only at a moment a test cannot hit (OOM on one exact command,
+/// EXECABORT at EXEC time) and forwards everything else, one command at a time. Every
+/// command the client sent is logged in order, with `!` before the injected ones.
+struct FaultProxy {
+    addr: std::net::SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// What the proxy does with a command: `None` forwards it; `Some((reply, instead))`
+/// answers `reply` and sends `instead` (e.g. a DISCARD) to the server, if any.
+type Decide = dyn FnMut(&[Vec<u8>]) -> Option<(String, Option<Vec<&'static str>>)> + Send;
+
+impl FaultProxy {
+    fn start(server: std::net::SocketAddr, mut decide: Box<Decide>) -> FaultProxy {
+        use std::io::BufRead;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        thread::spawn(move || {
+            // One client (the writer) is enough for these tests.
+            let Ok((client, _)) = listener.accept() else {
+                return;
+            };
+            let mut from_client = std::io::BufReader::new(client.try_clone().expect("clone"));
+            let mut to_client = client;
+            let mut real = Client::connect(server);
+            let read_cmd =
+                |r: &mut std::io::BufReader<std::net::TcpStream>| -> Option<Vec<Vec<u8>>> {
+                    let mut line = Vec::new();
+                    r.read_until(b'\n', &mut line).ok()?;
+                    let n: usize = std::str::from_utf8(line.get(1..line.len().checked_sub(2)?)?)
+                        .ok()?
+                        .parse()
+                        .ok()?;
+                    let mut args = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        line.clear();
+                        r.read_until(b'\n', &mut line).ok()?;
+                        let len: usize = std::str::from_utf8(&line[1..line.len() - 2])
+                            .ok()?
+                            .parse()
+                            .ok()?;
+                        let mut arg = vec![0u8; len + 2];
+                        r.read_exact(&mut arg).ok()?;
+                        arg.truncate(len);
+                        args.push(arg);
+                    }
+                    Some(args)
+                };
+            while let Some(args) = read_cmd(&mut from_client) {
+                let shown = args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let reply = match decide(&args) {
+                    Some((reply, instead)) => {
+                        log2.lock().expect("log").push(format!("!{shown}"));
+                        if let Some(cmd) = instead {
+                            real.cmd_str(&cmd);
+                        }
+                        reply.into_bytes()
+                    }
+                    None => {
+                        log2.lock().expect("log").push(shown);
+                        let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                        encode_reply(&real.cmd(&argv))
+                    }
+                };
+                if to_client.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        });
+        FaultProxy { addr, log }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// The data commands seen (not the writer's handshake), in order.
+    fn seen(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|c| !c.starts_with("INFO") && !c.starts_with("CONFIG"))
+            .cloned()
+            .collect()
+    }
+}
+
+fn encode_reply(r: &Reply) -> Vec<u8> {
+    match r {
+        Reply::Simple(s) => [b"+", s.as_slice(), b"\r\n"].concat(),
+        Reply::Error(e) => format!("-{e}\r\n").into_bytes(),
+        Reply::Int(i) => format!(":{i}\r\n").into_bytes(),
+        Reply::Bulk(None) => b"$-1\r\n".to_vec(),
+        Reply::Bulk(Some(b)) => [format!("${}\r\n", b.len()).as_bytes(), b, b"\r\n"].concat(),
+        Reply::Array(None) => b"*-1\r\n".to_vec(),
+        Reply::Array(Some(items)) => {
+            let mut out = format!("*{}\r\n", items.len()).into_bytes();
+            for i in items {
+                out.extend(encode_reply(i));
+            }
+            out
+        }
+    }
+}
+
+fn fast_retries(url: &str) -> WriterConfig {
+    let mut cfg = WriterConfig::new(Endpoint::parse(url).expect("url"));
+    cfg.retry_backoff = (Duration::from_millis(1), Duration::from_millis(5));
+    cfg
+}
+
+/// Redis 6.2+ refuses an `EXEC` for a condition of the server (OOM, BUSY, LOADING…) with
+/// `-EXECABORT Transaction discarded because of: OOM …`, every command before it having
+/// been `+QUEUED`: the transaction was not run and must go again whole. Before, that
+/// EXECABORT was skipped as an error and the transaction lost.
+#[test]
+fn a_transaction_refused_at_exec_time_goes_again_whole() {
+    let Some(spec) = newest(Flavor::Redis) else {
+        return;
+    };
+    let server = Server::start(&spec, &[]);
+    // The SET after it is refused too, as a server out of memory does (else the writer
+    // rightly reports that a later write succeeded before the resend: a reorder).
+    let (mut execs, mut sets) = (0, 0);
+    let oom = "OOM command not allowed when used memory > 'maxmemory'.";
+    let proxy = FaultProxy::start(
+        server.addr(),
+        Box::new(move |args| {
+            if args[0].eq_ignore_ascii_case(b"SET") {
+                sets += 1;
+                return (sets == 1).then(|| (format!("-{oom}\r\n"), None));
+            }
+            if !args[0].eq_ignore_ascii_case(b"EXEC") {
+                return None;
+            }
+            execs += 1;
+            (execs == 1).then(|| {
+                (
+                    format!("-EXECABORT Transaction discarded because of: {oom}\r\n"),
+                    Some(vec!["DISCARD"]),
+                )
+            })
+        }),
+    );
+    let stats = runtime().block_on(async {
+        let mut w = Writer::connect(fast_retries(&proxy.url()))
+            .await
+            .expect("connect");
+        let mut tx = Vec::new();
+        ferry::resp::encode_command(&mut tx, &["MULTI"]);
+        ferry::resp::encode_command(&mut tx, &["INCR", "count"]);
+        ferry::resp::encode_command(&mut tx, &["RPUSH", "tx", "a"]);
+        ferry::resp::encode_command(&mut tx, &["EXEC"]);
+        w.send(Cmd {
+            db: Some(0),
+            bytes: Bytes::from(tx),
+            n: 4,
+            tag: 1,
+            kind: CmdKind::Transaction { key: None },
+        })
+        .await
+        .expect("send");
+        w.send(data(Some(0), "after", &[b"SET", b"after", b"1"]).with_tag(2))
+            .await
+            .expect("send");
+        w.flush().await.expect("flush");
+        assert_eq!(w.acked_tag(), 2);
+        w.stats()
+    });
+    let mut c = server.client();
+    assert_eq!(
+        c.ok(&["GET", "count"]).as_int(),
+        Some(1),
+        "{:?}",
+        proxy.seen()
+    );
+    assert_eq!(list(&mut c, "tx"), vec![b"a".to_vec()]);
+    assert_eq!(c.ok(&["GET", "after"]).as_bytes(), Some(&b"1"[..]));
+    assert_eq!(stats.skipped_total, 0, "{:?}", stats.skipped);
+    assert_eq!(stats.errors_by_class.get("OOM").copied(), Some(2));
+}
+
+/// OOM refuses only commands that may grow memory: a `DEL` behind a refused `SET` of the
+/// same key runs. New commands must not overtake a resend that is refused again: the
+/// writer sends nothing new until its resends are answered. The proxy refuses the first
+/// two attempts of `SET k`; the `DEL k` given to the writer after the first refusal must
+/// reach the server after the `SET k` that succeeds, so `k` ends deleted as on the source.
+#[test]
+fn a_new_command_does_not_overtake_a_resend_refused_again() {
+    let Some(spec) = newest(Flavor::Redis) else {
+        return;
+    };
+    let server = Server::start(&spec, &[]);
+    let mut sets = 0;
+    let proxy = FaultProxy::start(
+        server.addr(),
+        Box::new(move |args| {
+            if args[0].eq_ignore_ascii_case(b"SET") && args[1] == b"k" {
+                sets += 1;
+                if sets <= 2 {
+                    return Some((
+                        "-OOM command not allowed when used memory > 'maxmemory'.\r\n".into(),
+                        None,
+                    ));
+                }
+            }
+            None
+        }),
+    );
+    let stats = runtime().block_on(async {
+        let mut w = Writer::connect(fast_retries(&proxy.url()))
+            .await
+            .expect("connect");
+        w.send(data(Some(0), "k", &[b"SET", b"k", b"v"]).with_tag(1))
+            .await
+            .expect("send");
+        w.push().await.expect("push");
+        // The refusal is read: a retry is pending.
+        while !w.stats().errors_by_class.contains_key("OOM") {
+            w.recv().await.expect("recv");
+        }
+        w.send(data(Some(0), "k", &[b"DEL", b"k"]).with_tag(2))
+            .await
+            .expect("send");
+        w.flush().await.expect("flush");
+        assert_eq!(w.acked_tag(), 2);
+        w.stats()
+    });
+    let seen = proxy.seen();
+    assert_eq!(
+        seen,
+        ["!SET k v", "!SET k v", "SET k v", "DEL k"],
+        "{stats:?}"
+    );
+    assert_eq!(server.client().cmd_str(&["EXISTS", "k"]).as_int(), Some(0));
+    assert_eq!(stats.skipped_total, 0, "{:?}", stats.skipped);
+}

@@ -129,7 +129,9 @@ struct Node {
     /// (writer tag, order id) of the pieces sent and not yet acknowledged, in order.
     sent: VecDeque<(u64, u64)>,
     /// Redirected pieces handed back by the writer, by writer tag, until `sent` reaches them.
-    redirected: HashMap<u64, Redirected>,
+    /// One entry can come back more than once (its first redirect, then a part of it that
+    /// was refused for a while and redirected on its resend), in that order.
+    redirected: HashMap<u64, Vec<Redirected>>,
 }
 
 /// A redirected piece waiting to be sent again.
@@ -419,7 +421,7 @@ impl ClusterWriter {
     fn collect(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         for r in node.writer.take_redirected() {
-            node.redirected.insert(r.tag, r);
+            node.redirected.entry(r.tag).or_default().push(r);
         }
         let acked = node.writer.acked_tag();
         while let Some(&(w, oid)) = node.sent.front() {
@@ -428,7 +430,9 @@ impl ClusterWriter {
             }
             node.sent.pop_front();
             match node.redirected.remove(&w) {
-                Some(r) => self.pending.push(Pending { oid, r }),
+                Some(rs) => self
+                    .pending
+                    .extend(rs.into_iter().map(|r| Pending { oid, r })),
                 None => {
                     if let Some(e) = oid
                         .checked_sub(self.base)
@@ -578,7 +582,7 @@ impl ClusterWriter {
     fn split_batch(&self, cmd: &Cmd) -> Option<Vec<(usize, Cmd)>> {
         let mut parts: Vec<(usize, Vec<u8>, u32)> = Vec::new();
         let mut unowned = false;
-        let share = cmd.bytes.len() / self.router.masters.max(1) + cmd.bytes.len() / 8 + 64;
+        let share = cmd.bytes.len() / self.topo.masters.len().max(1) + cmd.bytes.len() / 8 + 64;
         // One pass, no argument list per command: this runs for every small key of a
         // snapshot into a cluster.
         for_each_command(&cmd.bytes, cmd.n as usize, |r, key| {
@@ -914,19 +918,36 @@ impl ClusterWriter {
                     db, bytes, n, kind, ..
                 } = p.r;
                 let cmd = if ask {
-                    let mut b = Vec::with_capacity(bytes.len() + 20);
-                    resp::encode_command(&mut b, &[b"ASKING".as_slice()]);
-                    b.extend_from_slice(&bytes);
-                    let kind = match kind {
-                        CmdKind::Transaction { key } => CmdKind::Transaction { key },
-                        k => CmdKind::Data {
-                            key: k.key().cloned(),
-                        },
+                    // `ASKING` lets only the next command in: one before `MULTI` covers a
+                    // transaction; other pieces get one before each of their commands.
+                    let mut b = Vec::with_capacity(bytes.len() + 20 * n as usize);
+                    let (kind, n) = match kind {
+                        CmdKind::Transaction { key } => {
+                            resp::encode_command(&mut b, &[b"ASKING".as_slice()]);
+                            b.extend_from_slice(&bytes);
+                            (CmdKind::Transaction { key }, n + 1)
+                        }
+                        k => {
+                            let ranges = split_commands(&bytes, n as usize).ok_or_else(|| {
+                                TargetError::Invalid {
+                                    target: self.target.clone(),
+                                    message: format!(
+                                        "a redirected piece does not hold the {n} commands it claims"
+                                    ),
+                                }
+                            })?;
+                            for r in ranges {
+                                resp::encode_command(&mut b, &[b"ASKING".as_slice()]);
+                                b.extend_from_slice(&bytes[r]);
+                            }
+                            let key = k.key().cloned();
+                            (CmdKind::Data { key }, 2 * n)
+                        }
                     };
                     Cmd {
                         db,
                         bytes: Bytes::from(b),
-                        n: n + 1,
+                        n,
                         tag: 0,
                         kind,
                     }
@@ -978,7 +999,7 @@ impl ClusterWriter {
     pub fn in_flight(&self) -> usize {
         self.nodes
             .iter()
-            .map(|n| n.writer.in_flight() + n.redirected.len())
+            .map(|n| n.writer.in_flight() + n.redirected.values().map(Vec::len).sum::<usize>())
             .sum::<usize>()
             + self.pending.len()
     }

@@ -26,6 +26,12 @@ pub enum TargetError {
         timeout: Duration,
         in_flight: usize,
     },
+    #[error("target {target}: took no bytes for {timeout:?} ({in_flight} commands unanswered)")]
+    WriteTimeout {
+        target: String,
+        timeout: Duration,
+        in_flight: usize,
+    },
     /// The reply stream is not RESP, or a reply came with nothing in flight.
     #[error("target {target}: malformed reply at byte {offset} of its reply stream: {message}")]
     Protocol {

@@ -29,7 +29,8 @@
 //! not execute the command and will take it later. On one, the writer stops sending new
 //! commands, reads the replies of every command still in flight, waits (exponential
 //! backoff between `retry_backoff.0` and `.1`), then sends again every command that failed
-//! that way, in their original order, and only then carries on with new commands.
+//! that way, in their original order, and carries on with new commands only once those are
+//! answered.
 //! Commands that succeeded are not sent again (most are not idempotent: `RPUSH`, `INCR`).
 //!
 //! ## Why resending only the failed commands keeps the data right
@@ -42,8 +43,9 @@
 //! resend. The retry classes make that the normal case: they are states of the whole
 //! server (loading, a script running, out of memory, a failover) that refuse every write
 //! while they last, so the commands after a refused one are refused too, and go back in
-//! the same order. The one exception is a state that ends while a window is in flight:
-//! a run of refused commands, then accepted ones. The writer does not guess: it numbers
+//! the same order. The exceptions are a state that ends while a window is in flight (a
+//! run of refused commands, then accepted ones) and OOM, which refuses only the commands
+//! that may grow memory (`SET`, `RPUSH`; not `DEL`, `EXPIRE`, `LPOP`). The writer does not guess: it numbers
 //! every reply, remembers for each key the last success, and before resending checks,
 //! for each failed command, whether a command on the same key (or on an unknown key, a
 //! `Cmd` without one) succeeded after it. If so the order of that key is lost; the key is
@@ -334,6 +336,8 @@ pub struct Writer {
 
     // Retries.
     retry_pending: bool,
+    /// Resent commands are in flight: nothing new is sent until they are answered.
+    resends_in_flight: bool,
     resend: Vec<Entry>,
     resend_at: Option<tokio::time::Instant>,
     reply_seq: u64,
@@ -408,6 +412,7 @@ impl Writer {
             sent_db: 0,
             server_db: 0,
             retry_pending: false,
+            resends_in_flight: false,
             resend: Vec::new(),
             resend_at: None,
             reply_seq: 0,
@@ -653,7 +658,7 @@ impl Writer {
     /// it returns at once.
     pub async fn recv(&mut self) -> Result<(), TargetError> {
         self.check_stopped()?;
-        if self.retry_pending {
+        if self.retry_pending || self.resends_in_flight {
             return self.drive_retry().await;
         }
         self.read_some().await
@@ -716,15 +721,16 @@ impl Writer {
         self.acked
     }
 
-    /// Commands sent and not yet answered.
+    /// Commands sent and not yet answered, and commands waiting to be sent again after a
+    /// retry-class refusal (a `flush` abandoned during the backoff leaves some).
     pub fn in_flight(&self) -> usize {
-        self.inflight_cmds
+        self.inflight_cmds + self.resend.iter().map(|e| e.n as usize).sum::<usize>()
     }
 
     pub fn stats(&self) -> WriterStats {
         let mut s = self.stats.clone();
         s.skipped = self.skipped.iter().cloned().collect();
-        s.in_flight = self.inflight_cmds;
+        s.in_flight = self.in_flight();
         s
     }
 
@@ -821,16 +827,28 @@ impl Writer {
         while !self.out.is_empty() {
             let slices: Vec<IoSlice<'_>> =
                 self.out.iter().take(64).map(|b| IoSlice::new(b)).collect();
-            let written = match self.stream.write_vectored(&slices).await {
-                Ok(0) => {
+            // A target that stops reading (black-holed, frozen) fails the write after the
+            // same time a missing reply does, not after the kernel's retransmissions.
+            let write =
+                tokio::time::timeout(self.cfg.reply_timeout, self.stream.write_vectored(&slices));
+            let written = match write.await {
+                Err(_) => {
+                    let e = TargetError::WriteTimeout {
+                        target: self.target.clone(),
+                        timeout: self.cfg.reply_timeout,
+                        in_flight: self.inflight_cmds,
+                    };
+                    return Err(self.stop(e));
+                }
+                Ok(Ok(0)) => {
                     let e = TargetError::Closed {
                         target: self.target.clone(),
                         in_flight: self.inflight_cmds,
                     };
                     return Err(self.stop(e));
                 }
-                Ok(n) => n,
-                Err(source) => {
+                Ok(Ok(n)) => n,
+                Ok(Err(source)) => {
                     let e = TargetError::Io {
                         target: self.target.clone(),
                         in_flight: self.inflight_cmds,
@@ -974,6 +992,18 @@ impl Writer {
                 }
             }
             (EntryKind::Cmd(k), Reply::Error(text)) => {
+                // `EXEC` refused for a condition of the server (6.2+: OOM, BUSY, LOADING,
+                // READONLY, MOVED…) discards the transaction with `-EXECABORT … because
+                // of: <error>`: judged as that error (a retry sends it again whole).
+                let text = match exec_abort_cause(&text) {
+                    Some(cause) if matches!(k, CmdKind::Transaction { .. }) => {
+                        match classify(cause).0 {
+                            Class::Retry | Class::Redirect => cause.to_vec(),
+                            _ => text,
+                        }
+                    }
+                    _ => text,
+                };
                 let (class, name) = classify(&text);
                 self.count_error(name);
                 if self.cfg.redirects {
@@ -1156,13 +1186,17 @@ impl Writer {
 
     /// The resend procedure: drain, check, back off, send the failed commands again.
     async fn drive_retry(&mut self) -> Result<(), TargetError> {
-        while self.retry_pending {
+        while self.retry_pending || self.resends_in_flight {
             while !self.inflight.is_empty() {
                 self.read_some().await?;
             }
             // Everything in flight was answered: the connection is in the db of the last
             // SELECT that succeeded.
             self.sent_db = self.server_db;
+            self.resends_in_flight = false;
+            if !self.retry_pending {
+                break;
+            }
             let deadline = match self.resend_at {
                 Some(at) => at,
                 None => match self.prepare_resend() {
@@ -1182,6 +1216,10 @@ impl Writer {
                 self.stats.retried += u64::from(entry.n);
                 self.enqueue(entry);
             }
+            // Nothing new goes out until the resends are answered: a state that refuses
+            // only some commands (OOM lets DEL, EXPIRE, LPOP through) would otherwise let
+            // a new command overtake a resend that is refused again.
+            self.resends_in_flight = true;
             self.write_out().await?;
         }
         Ok(())
@@ -1442,6 +1480,16 @@ fn command_name(cmd: &[u8]) -> String {
 
 fn show_key(key: Option<&Bytes>) -> String {
     key.map(|k| escape_bytes(k)).unwrap_or_default()
+}
+
+/// The error an `EXECABORT` names as its cause (`… because of: OOM …`), if any.
+fn exec_abort_cause(text: &[u8]) -> Option<&[u8]> {
+    const MARK: &[u8] = b"because of: ";
+    if !text.starts_with(b"EXECABORT") {
+        return None;
+    }
+    let at = text.windows(MARK.len()).position(|w| w == MARK)?;
+    Some(&text[at + MARK.len()..]).filter(|c| !c.is_empty())
 }
 
 #[cfg(test)]
