@@ -1219,3 +1219,56 @@ fn keys_without_a_same_slot_brace_name_into_a_cluster_with_conflict_skip_redis_7
     // No staging key is left, and every key arrived whole (the harness compares).
     assert_models_equal(&expected, &actual, 1_000);
 }
+
+/// A snapshot written into a slot that is being migrated: its owner answers `ASK` for
+/// every key it does not have, so a batch of 300 small keys of that slot comes back
+/// redirected whole. `ASKING` admits only the next command, so the resent batch needs one
+/// before each command; with one in front of the batch only its first key went in and the
+/// rest bounced between the two nodes until the router gave up after 200 rounds.
+#[test]
+fn a_batch_redirected_by_ask_goes_in_whole_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let slot = slot_of(b"{mig}");
+    let from = cluster.owner(slot);
+    let to = cluster
+        .current_masters()
+        .into_iter()
+        .find(|m| m.port() != from.port())
+        .expect("another master");
+    let s = slot.to_string();
+    to.client()
+        .ok(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &node_id(from)]);
+    from.client()
+        .ok(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &node_id(to)]);
+
+    let source = Server::start(&spec, &[]);
+    let mut c = source.client();
+    let cmds: Vec<Vec<Vec<u8>>> = (0..300)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("{{mig}}:{i}").into_bytes(),
+                format!("v{i}").into_bytes(),
+            ]
+        })
+        .collect();
+    c.pipeline_ok(&cmds);
+    let dir = TempDir::new("cluster-ask");
+    let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &["--once"]);
+    let (code, log) = ferry_proc::wait_exit(&mut ferry, SYNC_TIMEOUT);
+    assert_eq!(code, Some(0), "ferry --once: {log}");
+    // Every key landed on the importing node; end the migration there.
+    let on_target = to.client().ok(&["CLUSTER", "COUNTKEYSINSLOT", &s]).as_int();
+    for n in &cluster.nodes {
+        n.client()
+            .cmd_str(&["CLUSTER", "SETSLOT", &s, "NODE", &node_id(to)]);
+    }
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    let actual = cluster.read_back();
+    assert_models_equal(&expected, &actual, 1_000);
+    assert_eq!(on_target, Some(300), "all on the importing node");
+}
