@@ -22,6 +22,9 @@ pub struct Endpoint {
     /// Given as `redis-sentinel://`: the sentinels to ask for the master; `host`/`port`
     /// are then the master's address as last resolved (the first sentinel until then).
     pub sentinel: Option<Sentinel>,
+    /// More nodes of the same cluster, given as `redis://host:port,host2:port2,…`: tried in
+    /// order when `host:port` does not answer at start ([`Endpoint::first_reachable`]).
+    pub seeds: Vec<(String, u16)>,
 }
 
 /// Sentinels and the name of the master they watch.
@@ -49,11 +52,47 @@ impl Endpoint {
             port: addr.port,
             db: None,
             sentinel: None,
+            seeds: Vec::new(),
             ..self.clone()
         }
     }
 
+    /// This endpoint, or when its node does not answer a `PING` within `timeout`, the
+    /// first of its [`seeds`](Self::seeds) that does (as the endpoint, the others kept as
+    /// its seeds). Without seeds, or when none answers, itself: connecting then fails with
+    /// the usual error.
+    pub async fn first_reachable(&self, timeout: std::time::Duration) -> Endpoint {
+        if self.seeds.is_empty() || self.sentinel.is_some() {
+            return self.clone();
+        }
+        let mut all = vec![(self.host.clone(), self.port)];
+        all.extend(self.seeds.iter().cloned());
+        for (i, (host, port)) in all.iter().enumerate() {
+            let mut e = self.clone();
+            e.host = host.clone();
+            e.port = *port;
+            match crate::admin::calls(&e, &[&[b"PING"]], timeout).await {
+                Ok(_) => {
+                    if i > 0 {
+                        tracing::warn!(first = %self.addr(), using = %e.addr(), "the first node of the URL does not answer: using another");
+                    }
+                    e.seeds = all
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(_, a)| a.clone())
+                        .collect();
+                    return e;
+                }
+                Err(why) => tracing::warn!(node = %e.addr(), "cluster node does not answer: {why}"),
+            }
+        }
+        self.clone()
+    }
+
     /// Parses `redis://…` / `rediss://…`; a bare `host:port` is taken as `redis://host:port`.
+    /// Several nodes of one cluster may be listed, `redis://[user:pw@]h1:p1,h2:p2[/db]`:
+    /// the first is the endpoint, the others its [`seeds`](Self::seeds).
     pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
         if let Some(rest) = text.strip_prefix("redis-sentinel://") {
             return Endpoint::parse_sentinel(text, rest);
@@ -63,6 +102,17 @@ impl Endpoint {
         } else {
             format!("redis://{text}")
         };
+        if let Some((first, seeds)) = split_hosts(&full) {
+            let mut e = Endpoint::parse(&first)?;
+            for h in seeds {
+                let one = Endpoint::parse(&format!("redis://{h}")).map_err(|e| EndpointError {
+                    url: mask(&first),
+                    reason: format!("cluster node `{h}`: {}", e.reason),
+                })?;
+                e.seeds.push((one.host, one.port));
+            }
+            return Ok(e);
+        }
         let bad = |reason: &str| EndpointError {
             url: mask(&full),
             reason: reason.to_string(),
@@ -112,6 +162,7 @@ impl Endpoint {
             tls,
             tls_options: Default::default(),
             sentinel: None,
+            seeds: Vec::new(),
         })
     }
 
@@ -188,6 +239,34 @@ impl Endpoint {
     }
 }
 
+/// How long [`Endpoint::first_reachable`] waits for each node where no other timeout is
+/// at hand.
+pub const DEFAULT_REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `scheme://[auth@]h1,h2,…[/path]` → (`scheme://[auth@]h1[/path]`, [h2, …]); `None`
+/// when the URL names one host.
+fn split_hosts(url: &str) -> Option<(String, Vec<String>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (auth, hosts) = match authority.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, authority),
+    };
+    if !hosts.contains(',') {
+        return None;
+    }
+    let mut it = hosts.split(',');
+    let first = it.next().unwrap_or_default();
+    let auth = auth.map(|a| format!("{a}@")).unwrap_or_default();
+    Some((
+        format!("{scheme}://{auth}{first}{path}"),
+        it.map(str::to_string).collect(),
+    ))
+}
+
 /// The URL with its password (if any) replaced by `***`.
 fn mask(url: &str) -> String {
     match url::Url::parse(url) {
@@ -242,6 +321,36 @@ impl fmt::Debug for Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_may_list_several_cluster_nodes() {
+        let e = Endpoint::parse("redis://app:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("10.0.0.1", 7000));
+        assert_eq!(
+            e.seeds,
+            [("10.0.0.2".to_string(), 7001), ("::1".to_string(), 7002)]
+        );
+        assert_eq!(
+            (e.user.as_deref(), e.password.as_deref()),
+            (Some("app"), Some("pw"))
+        );
+        let e = Endpoint::parse("rediss://h1:1,h2/0").unwrap();
+        assert!(e.tls);
+        assert_eq!(
+            (e.db, e.seeds.clone()),
+            (Some(0), vec![("h2".to_string(), 6379)])
+        );
+        assert!(Endpoint::parse("h1:7000,h2:7001").is_ok_and(|e| e.seeds.len() == 1));
+        let err = Endpoint::parse("redis://u:secret@h1:1,h2:x").unwrap_err();
+        assert!(err.to_string().contains("h2:x") && !err.to_string().contains("secret"));
+        // Another node of the cluster does not carry the list.
+        let e = Endpoint::parse("redis://h1:1,h2:2").unwrap();
+        let addr = crate::cluster::NodeAddr {
+            host: "h3".into(),
+            port: 3,
+        };
+        assert!(e.node(&addr).seeds.is_empty());
+    }
 
     #[test]
     fn parses_users_passwords_and_dbs_and_never_shows_the_password() {

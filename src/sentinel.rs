@@ -27,6 +27,7 @@ pub async fn resolve(ep: &Endpoint, timeout: Duration) -> Result<Endpoint, Strin
             tls: false,
             tls_options: Default::default(),
             sentinel: None,
+            seeds: Vec::new(),
         };
         let cmd: &[&[u8]] = &[b"SENTINEL", b"get-master-addr-by-name", s.master.as_bytes()];
         match crate::admin::calls(&sentinel, &[cmd], timeout).await {

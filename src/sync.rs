@@ -361,8 +361,17 @@ impl RunState {
     /// Where to read a cluster target's map after a failover: the target given, then its
     /// masters at start.
     fn seeds(&self, opts: &SyncOptions) -> Vec<Endpoint> {
-        let mut seeds = vec![opts.writer.endpoint.clone()];
+        let ep = &opts.writer.endpoint;
+        let mut seeds = vec![ep.clone()];
         seeds.extend(self.masters.iter().cloned());
+        // The other nodes the URL listed, after those the run has seen.
+        for (host, port) in &ep.seeds {
+            let mut s = ep.clone();
+            s.host = host.clone();
+            s.port = *port;
+            s.seeds.clear();
+            seeds.push(s);
+        }
         seeds
     }
 }
@@ -931,7 +940,7 @@ fn checkpoint_blocker(
 /// The plan is a failover's: the stream from the oldest marker, each slot skipping what it
 /// has. `None`: no markers of one history on every slot this stream keeps (copy everything).
 async fn resume_from_slot_markers(opts: &SyncOptions) -> Option<ResumeAfterFailover> {
-    let seeds = [opts.writer.endpoint.clone()];
+    let seeds = RunState::default().seeds(opts);
     let markers = match failover::wait_for_cluster_any(&seeds, Duration::from_secs(10)).await {
         Ok(m) => m,
         Err(e) => {

@@ -45,6 +45,9 @@ pub async fn run(
             .map_err(SyncError::Source)?;
         info!(master = %opts.replica.endpoint.addr(), "source master from the sentinels");
     }
+    // A URL listing several cluster nodes: the first that answers, on both sides.
+    opts.replica.endpoint = opts.replica.endpoint.first_reachable(timeout).await;
+    opts.writer.endpoint = opts.writer.endpoint.first_reachable(timeout).await;
     let ep = opts.replica.endpoint.clone();
     let cluster = match force {
         Some(c) => c,

@@ -1272,3 +1272,55 @@ fn a_batch_redirected_by_ask_goes_in_whole_redis_7_2() {
     assert_models_equal(&expected, &actual, 1_000);
     assert_eq!(on_target, Some(300), "all on the importing node");
 }
+
+/// A target URL that lists several cluster nodes, the first of which does not answer
+/// (`redis://dead,alive,…`): `ferry sync` and `ferry verify` start from the first node
+/// that does. Before, the URL named one node and a dead one stopped ferry at start.
+#[test]
+fn a_cluster_url_listing_several_nodes_passes_over_a_dead_one_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = Server::start(&spec, &[]);
+    let mut c = source.client();
+    let cmds: Vec<Vec<Vec<u8>>> = (0..2000)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("k:{i}").into_bytes(),
+                format!("v{i}").into_bytes(),
+            ]
+        })
+        .collect();
+    c.pipeline_ok(&cmds);
+    let dead = common::ferry::free_port();
+    let nodes: Vec<String> = cluster
+        .current_masters()
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.port()))
+        .collect();
+    let url = format!("redis://127.0.0.1:{dead},{}", nodes.join(","));
+    let dir = TempDir::new("cluster-seeds");
+    let mut ferry = ferry_proc::start(&source.url(), &url, dir.path(), &["--once"]);
+    let (code, log) = ferry_proc::wait_exit(&mut ferry, SYNC_TIMEOUT);
+    assert_eq!(code, Some(0), "ferry --once: {log}");
+    assert!(
+        log.contains("does not answer"),
+        "says which node it passed over: {log}"
+    );
+    let expected = read_back(&mut source.client(), &spec, &[0]);
+    assert_models_equal(&expected, &cluster.read_back(), 1_000);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["verify", "--source", &source.url(), "--target", &url])
+        .output()
+        .expect("ferry verify");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify through the same URL: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -84,6 +84,9 @@ impl Sink {
                 .map_err(|message| TargetError::Unsupported { target, message })?;
             tracing::info!(master = %cfg.endpoint.addr(), "target master from the sentinels");
         }
+        // A URL listing several cluster nodes: the first that answers (again on every
+        // start of the writer, so a node that died since is passed over).
+        cfg.endpoint = cfg.endpoint.first_reachable(timeout).await;
         let seed = Writer::connect(cfg.clone()).await?;
         let mut info = seed.info().clone();
         let cluster = match opts.cluster {

@@ -38,6 +38,10 @@ impl SideSpec {
     /// Connects once to read `INFO` (version, `cluster_enabled`) and, for a cluster, the
     /// slot table.
     pub async fn discover(name: &'static str, ep: &Endpoint) -> Result<SideSpec, VerifyError> {
+        // A cluster URL may list several nodes: the first that answers.
+        let ep = &ep
+            .first_reachable(crate::endpoint::DEFAULT_REACH_TIMEOUT)
+            .await;
         let addr = ep.addr();
         let mut conn = Conn::connect(ep, &addr).await?;
         let text = text_reply(&conn.cmd(&[b"INFO"]).await?, &addr, "INFO")?;
