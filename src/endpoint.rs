@@ -267,14 +267,20 @@ fn split_hosts(url: &str) -> Option<(String, Vec<String>)> {
     ))
 }
 
-/// The URL with its password (if any) replaced by `***`.
+/// The URL with its password (if any) replaced by `***`; a URL that does not parse loses
+/// everything between `://` and its last `@`, since a password may hide there.
 fn mask(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+            (None, Some(at)) => format!("***{}", &url[at..]),
+            _ => url.to_string(),
+        },
     }
 }
 
@@ -343,6 +349,15 @@ mod tests {
         assert!(Endpoint::parse("h1:7000,h2:7001").is_ok_and(|e| e.seeds.len() == 1));
         let err = Endpoint::parse("redis://u:secret@h1:1,h2:x").unwrap_err();
         assert!(err.to_string().contains("h2:x") && !err.to_string().contains("secret"));
+        // A bad first host: the URL does not parse, and its password is not shown.
+        for url in [
+            "redis://u:secret@h1:x,h2:7001",
+            "redis://u:secret@h1:x",
+            "u:secret@h:x",
+        ] {
+            let err = Endpoint::parse(url).unwrap_err().to_string();
+            assert!(!err.contains("secret"), "{err}");
+        }
         // Another node of the cluster does not carry the list.
         let e = Endpoint::parse("redis://h1:1,h2:2").unwrap();
         let addr = crate::cluster::NodeAddr {

@@ -1358,8 +1358,6 @@ struct Multi {
     n: u32,
     /// The db the transaction starts in.
     db: u32,
-    /// A SELECT between its commands was forwarded inside it.
-    inner_select: bool,
 }
 
 /// The replication command stream: framing, SELECT tracking, transactions, offsets.
@@ -1659,7 +1657,6 @@ impl StreamPump {
                     } else {
                         m.bytes.extend_from_slice(&raw);
                         m.n += 1;
-                        m.inner_select = true;
                     }
                     return Ok(());
                 }
@@ -1670,7 +1667,6 @@ impl StreamPump {
                     slots: None,
                     n: 1,
                     db: self.cur_db,
-                    inner_select: false,
                 });
                 return Ok(());
             }
@@ -1735,34 +1731,14 @@ impl StreamPump {
                     }
                     m.bytes.extend_from_slice(&raw);
                     m.n += 1;
-                    // The writer believes the connection is still in `m.db` after a
-                    // transaction that SELECTs inside: a SELECT after it makes it so. On a
-                    // standalone target it goes as a command of its own: a refusal of it
-                    // (BUSY) is then resent alone; inside the transaction's Cmd the
-                    // committed transaction itself would have been sent again.
-                    let restore_db = m.inner_select.then(|| {
-                        let mut sel = Vec::new();
-                        resp::encode_command(
-                            &mut sel,
-                            &[b"SELECT".as_slice(), m.db.to_string().as_bytes()],
-                        );
-                        sel
-                    });
-                    let alone = !writer.is_cluster();
-                    if let (Some(sel), false) = (&restore_db, alone) {
-                        m.bytes.extend_from_slice(sel);
-                        m.n += 1;
-                    }
+                    // A SELECT inside the transaction leaves the connection in another db:
+                    // the writer sees it and puts its own SELECT before the next command
+                    // (a SELECT sent here would be applied again with the transaction when
+                    // a retry sends that again).
                     writer
                         .send(send(Bytes::from(m.bytes), m.n, m.db, end))
                         .await
                         .map_err(|e| e.to_string())?;
-                    if let (Some(sel), true) = (restore_db, alone) {
-                        writer
-                            .send(send(Bytes::from(sel), 1, m.db, end))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
                     self.note_data(end);
                 }
             }

@@ -549,3 +549,53 @@ fn an_uncompressed_snapshot_is_asked_for_and_the_setting_put_back() {
         assert_models_equal(&expected, &actual, 1_000);
     }
 }
+
+/// A stop while ferry waits for the `PSYNC` reply (the source delays its diskless fork by
+/// 3 s): the source's `rdbcompression`, set to `no` for ferry's snapshot, is `yes` again
+/// after ferry exits. (The first handshake runs to its reply before the stop is seen; a
+/// reconnect's handshake abandoned by a stop puts the setting back from a guard's drop.)
+#[test]
+fn a_stop_before_the_fork_puts_the_compression_setting_back() {
+    let Some(spec) = common::require_server("redis-7.2") else {
+        return;
+    };
+    let source = Server::start(
+        &spec,
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "3",
+        ],
+    );
+    let target = Server::start(&spec, &[]);
+    let mut c = source.client();
+    c.ok(&["SET", "k", "v"]);
+    let config = source.dir().join("uncompressed.toml");
+    std::fs::write(&config, "[sync]\nuncompressed_snapshot = true\n").expect("config");
+    let ferry = start_ferry(
+        &source,
+        &target,
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let setting = |c: &mut common::Client| {
+        c.cmd_str(&["CONFIG", "GET", "rdbcompression"])
+            .as_array()
+            .and_then(|a| a.get(1))
+            .and_then(|v| v.as_text())
+    };
+    let t0 = Instant::now();
+    while setting(&mut c).as_deref() != Some("no") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "ferry never turned compression off"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop_ferry(ferry);
+    assert_eq!(
+        setting(&mut c).as_deref(),
+        Some("yes"),
+        "put back at the stop"
+    );
+}

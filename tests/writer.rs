@@ -1099,3 +1099,147 @@ fn a_new_command_does_not_overtake_a_resend_refused_again() {
     assert_eq!(server.client().cmd_str(&["EXISTS", "k"]).as_int(), Some(0));
     assert_eq!(stats.skipped_total, 0, "{:?}", stats.skipped);
 }
+
+/// A transaction that SELECTs inside leaves the connection in another db: the writer must
+/// put its own SELECT before the next command, also after sending the transaction again.
+/// The proxy refuses the transaction's `SET a` while it is queued (OOM, so EXEC aborts)
+/// and the first `SET c`; after the retry, `SET d` is sent for db 0. Before, the writer
+/// still believed it was in db 0 and `d` landed in db 5.
+#[test]
+fn a_resent_transaction_that_selects_inside_does_not_move_later_writes() {
+    let Some(spec) = newest(Flavor::Redis) else {
+        return;
+    };
+    let server = Server::start(&spec, &[]);
+    let (mut set_a, mut set_c, mut execs) = (0, 0, 0);
+    let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+    let proxy = FaultProxy::start(
+        server.addr(),
+        Box::new(move |args| {
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            let key = args.get(1).map(Vec::as_slice);
+            match (name.as_str(), key) {
+                ("SET", Some(b"a")) => {
+                    set_a += 1;
+                    (set_a == 1).then(|| (oom.to_string(), None))
+                }
+                ("SET", Some(b"c")) => {
+                    set_c += 1;
+                    (set_c == 1).then(|| (oom.to_string(), None))
+                }
+                ("EXEC", _) => {
+                    execs += 1;
+                    (execs == 1).then(|| {
+                        (
+                            "-EXECABORT Transaction discarded because of previous errors.\r\n"
+                                .to_string(),
+                            Some(vec!["DISCARD"]),
+                        )
+                    })
+                }
+                _ => None,
+            }
+        }),
+    );
+    let stats = runtime().block_on(async {
+        let mut w = Writer::connect(fast_retries(&proxy.url()))
+            .await
+            .expect("connect");
+        let mut tx = Vec::new();
+        ferry::resp::encode_command(&mut tx, &["MULTI"]);
+        ferry::resp::encode_command(&mut tx, &["SELECT", "5"]);
+        ferry::resp::encode_command(&mut tx, &["SET", "a", "1"]);
+        ferry::resp::encode_command(&mut tx, &["EXEC"]);
+        w.send(Cmd {
+            db: Some(0),
+            bytes: Bytes::from(tx),
+            n: 4,
+            tag: 1,
+            kind: CmdKind::Transaction { key: None },
+        })
+        .await
+        .expect("send");
+        w.send(data(Some(0), "c", &[b"SET", b"c", b"1"]).with_tag(2))
+            .await
+            .expect("send");
+        w.flush().await.expect("flush");
+        w.send(data(Some(0), "d", &[b"SET", b"d", b"1"]).with_tag(3))
+            .await
+            .expect("send");
+        w.flush().await.expect("flush");
+        assert_eq!(w.acked_tag(), 3);
+        w.stats()
+    });
+    let mut c = server.client();
+    let seen = proxy.seen();
+    c.select(5);
+    assert_eq!(c.ok(&["GET", "a"]).as_bytes(), Some(&b"1"[..]), "{seen:?}");
+    assert_eq!(
+        c.ok(&["DBSIZE"]).as_int(),
+        Some(1),
+        "only `a` in db 5: {seen:?}"
+    );
+    c.select(0);
+    assert_eq!(c.ok(&["GET", "c"]).as_bytes(), Some(&b"1"[..]), "{seen:?}");
+    assert_eq!(c.ok(&["GET", "d"]).as_bytes(), Some(&b"1"[..]), "{seen:?}");
+    assert_eq!(stats.skipped_total, 0, "{:?}", stats.skipped);
+}
+
+/// The router puts `ASKING` before each command of an ASK-redirected piece. Its `+OK`
+/// writes nothing: when the piece's commands are refused for a while, the `ASKING`s
+/// answered after them are not "a later write to the same key", so no reorder is
+/// reported. (The proxy answers `ASKING` itself: this server is not a cluster node.)
+#[test]
+fn asking_replies_do_not_count_as_writes_in_the_reorder_check() {
+    let Some(spec) = newest(Flavor::Redis) else {
+        return;
+    };
+    let server = Server::start(&spec, &[]);
+    let mut sets = 0;
+    let proxy = FaultProxy::start(
+        server.addr(),
+        Box::new(move |args| {
+            if args[0].eq_ignore_ascii_case(b"ASKING") {
+                return Some(("+OK\r\n".into(), None));
+            }
+            if args[0].eq_ignore_ascii_case(b"RPUSH") {
+                sets += 1;
+                if sets <= 2 {
+                    return Some((
+                        "-OOM command not allowed when used memory > 'maxmemory'.\r\n".into(),
+                        None,
+                    ));
+                }
+            }
+            None
+        }),
+    );
+    let stats = runtime().block_on(async {
+        let mut w = Writer::connect(fast_retries(&proxy.url()))
+            .await
+            .expect("connect");
+        let mut b = Vec::new();
+        for v in ["1", "2"] {
+            ferry::resp::encode_command(&mut b, &["ASKING"]);
+            ferry::resp::encode_command(&mut b, &["RPUSH", "k", v]);
+        }
+        w.send(Cmd {
+            db: Some(0),
+            bytes: Bytes::from(b),
+            n: 4,
+            tag: 1,
+            kind: CmdKind::Data {
+                key: Some(Bytes::from_static(b"k")),
+            },
+        })
+        .await
+        .expect("send");
+        w.flush().await.expect("flush");
+        w.stats()
+    });
+    assert_eq!(stats.skipped_total, 0, "{:?}", stats.skipped);
+    assert_eq!(
+        list(&mut server.client(), "k"),
+        [b"1".to_vec(), b"2".to_vec()]
+    );
+}

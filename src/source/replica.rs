@@ -994,10 +994,15 @@ async fn handshake(
         Some((id, offset)) => (id.to_string(), offset.to_string()),
         None => ("?".to_string(), "-1".to_string()),
     };
-    let compression_off = if cfg.uncompressed_snapshot {
-        compression_off(&conn.ep, t).await
+    // Put back however this ends: on the reply, or (the handshake abandoned by a stop)
+    // from a task the guard's drop spawns.
+    let compression_back = if cfg.uncompressed_snapshot && compression_off(&conn.ep, t).await {
+        Some(CompressionBack {
+            ep: Some(conn.ep.clone()),
+            timeout: t,
+        })
     } else {
-        false
+        None
     };
     // The master may prepare the snapshot for a while (`repl-diskless-sync-delay`, a
     // BGSAVE in progress); it sends `\n` meanwhile, which counts as progress.
@@ -1007,8 +1012,8 @@ async fn handshake(
             cfg.read_timeout,
         )
         .await;
-    if compression_off {
-        compression_back(&conn.ep, t).await;
+    if let Some(back) = compression_back {
+        back.now().await;
     }
     let reply = reply?;
     match reply {
@@ -1073,6 +1078,42 @@ async fn compression_off(ep: &Endpoint, t: Duration) -> bool {
         Err(e) => {
             tracing::warn!(source = %ep.addr(), "uncompressed_snapshot: cannot set rdbcompression ({e}); the snapshot comes as the source writes it");
             false
+        }
+    }
+}
+
+/// Puts `rdbcompression yes` back once: [`CompressionBack::now`], or when dropped before
+/// that (a handshake abandoned while waiting for the `PSYNC` reply), from a spawned task.
+struct CompressionBack {
+    ep: Option<Endpoint>,
+    timeout: Duration,
+}
+
+impl CompressionBack {
+    async fn now(mut self) {
+        if let Some(ep) = &self.ep {
+            compression_back(ep, self.timeout).await;
+        }
+        // Only once done: cancelled during the call, the drop tries again.
+        self.ep = None;
+    }
+}
+
+impl Drop for CompressionBack {
+    fn drop(&mut self) {
+        let Some(ep) = self.ep.take() else {
+            return;
+        };
+        let timeout = self.timeout;
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move { compression_back(&ep, timeout).await });
+            }
+            Err(_) => tracing::error!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: the source's rdbcompression may still be `no`; run \
+                 CONFIG SET rdbcompression yes on it"
+            ),
         }
     }
 }

@@ -278,6 +278,9 @@ struct Entry {
     outstanding: bool,
     /// Commands answered `MOVED`/`ASK` (index, error text), with `redirects` on.
     redirected: Vec<(u32, Vec<u8>)>,
+    /// A transaction with a `SELECT` inside: after it (sent, or answered) the
+    /// connection's db is not known, and the next command gets a `SELECT` of its own.
+    db_unknown_after: bool,
 }
 
 impl Entry {
@@ -302,6 +305,9 @@ impl Entry {
 }
 
 const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
+/// `sent_db`/`server_db` when the connection's db is not known (after a transaction that
+/// SELECTs inside): never equal to a Cmd's db, so the next one gets a `SELECT`.
+const DB_UNKNOWN: u32 = u32::MAX;
 /// What a guard's refused `RENAMENX` is recorded as: a `BUSYKEY`, as RESTORE would say.
 const GUARD_REFUSED: &[u8] =
     b"BUSYKEY Target key name already exists (the staged value was not moved in)";
@@ -624,7 +630,10 @@ impl Writer {
             self.read_some().await?;
             self.drive_retry().await?;
         }
+        let db_unknown_after =
+            matches!(cmd.kind, CmdKind::Transaction { .. }) && selects_inside(&cmd.bytes, cmd.n);
         self.enqueue(Entry {
+            db_unknown_after,
             db: cmd.db,
             bytes: cmd.bytes,
             n: cmd.n,
@@ -771,6 +780,7 @@ impl Writer {
             resp::encode_command(&mut buf, &[b"SELECT".as_slice(), db.to_string().as_bytes()]);
             self.sent_db = db;
             self.enqueue_raw(Entry {
+                db_unknown_after: false,
                 db: None,
                 bytes: Bytes::from(buf),
                 n: 1,
@@ -784,7 +794,11 @@ impl Writer {
                 redirected: Vec::new(),
             });
         }
+        let unknown = entry.db_unknown_after;
         self.enqueue_raw(entry);
+        if unknown {
+            self.sent_db = DB_UNKNOWN;
+        }
     }
 
     fn enqueue_raw(&mut self, entry: Entry) {
@@ -988,7 +1002,7 @@ impl Writer {
                 }
                 let last = matches!(k, CmdKind::Transaction { .. }) && done;
                 if self.retry_pending && (last || !matches!(k, CmdKind::Transaction { .. })) {
-                    self.note_success(seq);
+                    self.note_success(seq, idx);
                 }
             }
             (EntryKind::Cmd(k), Reply::Error(text)) => {
@@ -1046,7 +1060,7 @@ impl Writer {
                     self.judge(Class::Skip, name, &text, idx)?;
                 }
                 if self.retry_pending {
-                    self.note_success(seq);
+                    self.note_success(seq, idx);
                 }
             }
         }
@@ -1055,9 +1069,13 @@ impl Writer {
 
     /// A success of the front entry at a time a retry is pending: remember it for the
     /// reorder check.
-    fn note_success(&mut self, seq: u64) {
-        self.last_ok_any = seq;
+    fn note_success(&mut self, seq: u64, idx: u32) {
         let front = self.inflight.front();
+        if front.is_some_and(|e| command_name(e.command(idx)).eq_ignore_ascii_case("ASKING")) {
+            // The router's ASKING before a redirected command: it wrote nothing.
+            return;
+        }
+        self.last_ok_any = seq;
         if front.is_some_and(|e| matches!(e.kind, EntryKind::Cmd(CmdKind::Batch))) {
             // A batch's keys are its own: no other command waits on them.
             return;
@@ -1116,6 +1134,11 @@ impl Writer {
         let Some(mut entry) = self.inflight.pop_front() else {
             return Ok(());
         };
+        if entry.db_unknown_after {
+            // Whether it ran or not, its SELECTs may have: `drive_retry` and `check_db`
+            // must not trust the db of the last tracked SELECT.
+            self.server_db = DB_UNKNOWN;
+        }
         self.inflight_cmds -= entry.expected() as usize;
         self.inflight_bytes -= entry.bytes.len();
         if !entry.redirected.is_empty() {
@@ -1480,6 +1503,17 @@ fn command_name(cmd: &[u8]) -> String {
 
 fn show_key(key: Option<&Bytes>) -> String {
     key.map(|k| escape_bytes(k)).unwrap_or_default()
+}
+
+/// Whether a transaction's commands include a `SELECT` (between `MULTI` and `EXEC`).
+fn selects_inside(bytes: &[u8], n: u32) -> bool {
+    split_commands(bytes, n as usize).is_some_and(|ranges| {
+        ranges.into_iter().any(|r| {
+            command_args(&bytes[r])
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"SELECT"))
+        })
+    })
 }
 
 /// The error an `EXECABORT` names as its cause (`… because of: OOM …`), if any.

@@ -14,7 +14,8 @@
 //!
 //! The decoder gives a group's PEL (delivery time and count per id) before its consumers
 //! and the ids each consumer owns, so the PEL of the current group is kept in a map until
-//! its consumers are done. The map holds at most [`PEL_KEPT`] entries (about 10 MiB):
+//! its consumers are done. The map holds at most [`PEL_KEPT`] entries (about 17 MiB: a
+//! `HashMap` of 2^18 entries has 2^19 buckets of 33 bytes):
 //! pending entries beyond it keep their consumer but get the copy's time and a delivery
 //! count of 1, with one warning per group and a count in [`RewriteStats`]. `XCLAIM …
 //! FORCE` only creates a pending entry for an id that is still in the stream: entries
@@ -31,7 +32,7 @@ use crate::rdb::{Piece, StreamId};
 use crate::target::Cmd;
 
 /// Pending entries of one group whose delivery time and count are kept until its
-/// consumers come (each costs about 40 bytes in the map).
+/// consumers come (about 17 MiB for the map when full).
 pub(super) const PEL_KEPT: usize = 1 << 18;
 
 /// A throwaway group name used to create an empty stream.
@@ -176,7 +177,7 @@ impl KeyRewriter {
                             db = st.db,
                             group = %crate::util::escape_bytes(st.stream.group.as_deref().unwrap_or_default()),
                             kept = self.pel_kept,
-                            "stream group has more pending entries than ferry keeps: the rest get \
+                            "stream group has more pending entries than ferry keeps: if the key goes as commands (not RESTORE), the rest get \
                              the copy's time and a delivery count of 1 (RESTORE would keep them)"
                         );
                     }
