@@ -108,8 +108,18 @@ pub fn run(client: &mut Client, compat: &ServerSpec, w: &Workload, stop: &Arc<At
                     // A transaction: both commands land together or not at all.
                     client.cmd_str(&["MULTI"]);
                     client.cmd_str(&["INCR", "wl:tx:a"]);
-                    client.cmd_str(&["INCR", "wl:tx:b"]);
-                    client.cmd_str(&["EXEC"]);
+                    if n % 5 == 0 {
+                        // One that SELECTs inside: the second write goes to the other db,
+                        // and the connection stays there after EXEC.
+                        let other = if db == 0 { "1" } else { "0" };
+                        client.cmd_str(&["SELECT", other]);
+                        client.cmd_str(&["INCR", "wl:tx:c"]);
+                        client.cmd_str(&["EXEC"]);
+                        client.select(db);
+                    } else {
+                        client.cmd_str(&["INCR", "wl:tx:b"]);
+                        client.cmd_str(&["EXEC"]);
+                    }
                     done += 1;
                     continue;
                 }
