@@ -53,6 +53,23 @@ fn data(db: Option<u32>, key: &str, args: &[&[u8]]) -> Cmd {
     )
 }
 
+/// `MULTI`, `cmds`, `EXEC` as one transaction Cmd for db 0.
+fn transaction(cmds: &[&[&str]], tag: u64) -> Cmd {
+    let mut tx = Vec::new();
+    ferry::resp::encode_command(&mut tx, &["MULTI"]);
+    for c in cmds {
+        ferry::resp::encode_command(&mut tx, c);
+    }
+    ferry::resp::encode_command(&mut tx, &["EXEC"]);
+    Cmd {
+        db: Some(0),
+        bytes: Bytes::from(tx),
+        n: cmds.len() as u32 + 2,
+        tag,
+        kind: CmdKind::Transaction { key: None },
+    }
+}
+
 fn list(c: &mut Client, key: &str) -> Vec<Vec<u8>> {
     c.ok(&["LRANGE", key, "0", "-1"])
         .into_array()
@@ -357,19 +374,8 @@ fn a_transaction_refused_while_busy_goes_again_whole() {
     thread::sleep(Duration::from_millis(300));
     let stats = rt.block_on(async {
         for i in 0..50u64 {
-            let mut tx = Vec::new();
             let v = i.to_string();
-            ferry::resp::encode_command(&mut tx, &["MULTI"]);
-            ferry::resp::encode_command(&mut tx, &["RPUSH", "tx", &v]);
-            ferry::resp::encode_command(&mut tx, &["INCR", "count"]);
-            ferry::resp::encode_command(&mut tx, &["EXEC"]);
-            let cmd = Cmd {
-                db: Some(0),
-                bytes: Bytes::from(tx),
-                n: 4,
-                tag: 2 * i + 1,
-                kind: CmdKind::Transaction { key: None },
-            };
+            let cmd = transaction(&[&["RPUSH", "tx", &v], &["INCR", "count"]], 2 * i + 1);
             w.send(cmd).await.expect("send");
             let cmd =
                 data(Some(0), "plain", &[b"RPUSH", b"plain", v.as_bytes()]).with_tag(2 * i + 2);
@@ -1010,20 +1016,9 @@ fn a_transaction_refused_at_exec_time_goes_again_whole() {
         let mut w = Writer::connect(fast_retries(&proxy.url()))
             .await
             .expect("connect");
-        let mut tx = Vec::new();
-        ferry::resp::encode_command(&mut tx, &["MULTI"]);
-        ferry::resp::encode_command(&mut tx, &["INCR", "count"]);
-        ferry::resp::encode_command(&mut tx, &["RPUSH", "tx", "a"]);
-        ferry::resp::encode_command(&mut tx, &["EXEC"]);
-        w.send(Cmd {
-            db: Some(0),
-            bytes: Bytes::from(tx),
-            n: 4,
-            tag: 1,
-            kind: CmdKind::Transaction { key: None },
-        })
-        .await
-        .expect("send");
+        w.send(transaction(&[&["INCR", "count"], &["RPUSH", "tx", "a"]], 1))
+            .await
+            .expect("send");
         w.send(data(Some(0), "after", &[b"SET", b"after", b"1"]).with_tag(2))
             .await
             .expect("send");
@@ -1145,20 +1140,9 @@ fn a_resent_transaction_that_selects_inside_does_not_move_later_writes() {
         let mut w = Writer::connect(fast_retries(&proxy.url()))
             .await
             .expect("connect");
-        let mut tx = Vec::new();
-        ferry::resp::encode_command(&mut tx, &["MULTI"]);
-        ferry::resp::encode_command(&mut tx, &["SELECT", "5"]);
-        ferry::resp::encode_command(&mut tx, &["SET", "a", "1"]);
-        ferry::resp::encode_command(&mut tx, &["EXEC"]);
-        w.send(Cmd {
-            db: Some(0),
-            bytes: Bytes::from(tx),
-            n: 4,
-            tag: 1,
-            kind: CmdKind::Transaction { key: None },
-        })
-        .await
-        .expect("send");
+        w.send(transaction(&[&["SELECT", "5"], &["SET", "a", "1"]], 1))
+            .await
+            .expect("send");
         w.send(data(Some(0), "c", &[b"SET", b"c", b"1"]).with_tag(2))
             .await
             .expect("send");
