@@ -140,8 +140,10 @@ pub async fn run(
 ) -> Result<CutoverReport, String> {
     let started = Instant::now();
     let forward = SyncOptions::from_config(&opts.config)?;
-    let blue_ep = forward.replica.endpoint.clone();
-    let green_ep = forward.writer.endpoint.clone();
+    // A URL listing several cluster nodes: the first that answers, on both sides.
+    let reach = forward.replica.connect_timeout;
+    let blue_ep = forward.replica.endpoint.first_reachable(reach).await;
+    let green_ep = forward.writer.endpoint.first_reachable(reach).await;
     let status_addr: SocketAddr = opts
         .config
         .status
