@@ -95,8 +95,9 @@ pub struct ReplicaConfig {
     /// Connecting, and each handshake reply before `PSYNC`. 10 s.
     pub connect_timeout: Duration,
     /// `CONFIG SET rdbcompression no` on the source (another connection) just before
-    /// `PSYNC`, and `yes` again once the reply came (a `+FULLRESYNC` is sent after the
-    /// fork, so the snapshot is written uncompressed). Only when it was `yes`; a source
+    /// `PSYNC`, and `yes` again once the reply came (the source sends `+FULLRESYNC` in the
+    /// event-loop turn in which it forks, or after, so it runs our `CONFIG SET yes` only
+    /// once the child exists: the snapshot is written uncompressed). Only when it was `yes`; a source
     /// that refuses `CONFIG` gets a warning and its own setting. Off by default.
     pub uncompressed_snapshot: bool,
     /// A connection on which nothing arrives for this long is dropped and re-established
