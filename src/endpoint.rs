@@ -74,7 +74,11 @@ impl Endpoint {
             match crate::admin::calls(&e, &[&[b"PING"]], timeout).await {
                 Ok(_) => {
                     if i > 0 {
-                        tracing::warn!(first = %self.addr(), using = %e.addr(), "the first node of the URL does not answer: using another");
+                        tracing::warn!(
+                            first = %self.addr(),
+                            using = %e.addr(),
+                            "the first node of the URL does not answer: using another"
+                        );
                     }
                     e.seeds = all
                         .iter()

@@ -97,8 +97,9 @@ pub struct ReplicaConfig {
     /// `CONFIG SET rdbcompression no` on the source (another connection) just before
     /// `PSYNC`, and `yes` again once the reply came (the source sends `+FULLRESYNC` in the
     /// event-loop turn in which it forks, or after, so it runs our `CONFIG SET yes` only
-    /// once the child exists: the snapshot is written uncompressed). Only when it was `yes`; a source
-    /// that refuses `CONFIG` gets a warning and its own setting. Off by default.
+    /// once the child exists: the snapshot is written uncompressed). Only when it was
+    /// `yes`; a source that refuses `CONFIG` gets a warning and its own setting. Off by
+    /// default.
     pub uncompressed_snapshot: bool,
     /// A connection on which nothing arrives for this long is dropped and re-established
     /// (a master pings its replicas every 10 s; it sends `\n` while it prepares a snapshot).
@@ -1059,7 +1060,11 @@ async fn compression_off(ep: &Endpoint, t: Duration) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case(b"yes")),
         Ok(_) => false,
         Err(e) => {
-            tracing::warn!(source = %ep.addr(), "uncompressed_snapshot: cannot read rdbcompression ({e}); the snapshot comes as the source writes it");
+            tracing::warn!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: cannot read rdbcompression ({e}); the snapshot comes \
+                 as the source writes it"
+            );
             return false;
         }
     };
@@ -1077,7 +1082,11 @@ async fn compression_off(ep: &Endpoint, t: Duration) -> bool {
             true
         }
         Err(e) => {
-            tracing::warn!(source = %ep.addr(), "uncompressed_snapshot: cannot set rdbcompression ({e}); the snapshot comes as the source writes it");
+            tracing::warn!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: cannot set rdbcompression ({e}); the snapshot comes \
+                 as the source writes it"
+            );
             false
         }
     }
@@ -1125,7 +1134,10 @@ async fn compression_back(ep: &Endpoint, t: Duration) {
     let set: &[&[u8]] = &[b"CONFIG", b"SET", b"rdbcompression", b"yes"];
     match crate::admin::command(ep, set, t).await {
         Ok(_) => {
-            tracing::info!(source = %ep.addr(), "uncompressed_snapshot: the source's rdbcompression is `yes` again")
+            tracing::info!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: the source's rdbcompression is `yes` again"
+            )
         }
         Err(e) => tracing::error!(
             source = %ep.addr(),

@@ -45,10 +45,10 @@
 //! while they last, so the commands after a refused one are refused too, and go back in
 //! the same order. The exceptions are a state that ends while a window is in flight (a
 //! run of refused commands, then accepted ones) and OOM, which refuses only the commands
-//! that may grow memory (`SET`, `RPUSH`; not `DEL`, `EXPIRE`, `LPOP`). The writer does not guess: it numbers
-//! every reply, remembers for each key the last success, and before resending checks,
-//! for each failed command, whether a command on the same key (or on an unknown key, a
-//! `Cmd` without one) succeeded after it. If so the order of that key is lost; the key is
+//! that may grow memory (`SET`, `RPUSH`; not `DEL`, `EXPIRE`, `LPOP`). The writer does
+//! not guess: it numbers every reply, remembers for each key the last success, and before
+//! resending checks, for each failed command, whether a command on the same key (or on an
+//! unknown key, a `Cmd` without one) succeeded after it. If so the order of that key is lost; the key is
 //! recorded (class `reorder`) and named, or the writer stops, per `on_error`. A `SELECT`
 //! that was refused while later commands were not would have sent those commands to the
 //! wrong db: the writer checks the db of every success and stops with an error if one

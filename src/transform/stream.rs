@@ -177,8 +177,9 @@ impl KeyRewriter {
                             db = st.db,
                             group = %crate::util::escape_bytes(st.stream.group.as_deref().unwrap_or_default()),
                             kept = self.pel_kept,
-                            "stream group has more pending entries than ferry keeps: if the key goes as commands (not RESTORE), the rest get \
-                             the copy's time and a delivery count of 1 (RESTORE would keep them)"
+                            "stream group has more pending entries than ferry keeps: if the key \
+                             goes as commands (not RESTORE), the rest get the copy's time and a \
+                             delivery count of 1"
                         );
                     }
                     st.stream.pel_dropped += 1;
