@@ -1227,3 +1227,53 @@ fn asking_replies_do_not_count_as_writes_in_the_reorder_check() {
         [b"1".to_vec(), b"2".to_vec()]
     );
 }
+
+/// A guard (`RENAMENX staging key`, `DEL staging`) redirected by ASK comes with `ASKING`
+/// before each command; its `RENAMENX` answering `:0` (the key exists on the target) is
+/// still judged like a `BUSYKEY`: recorded, and the target's key kept. (The proxy answers
+/// `ASKING` itself: this server is not a cluster node.)
+#[test]
+fn a_guard_redirected_by_ask_still_judges_its_renamenx() {
+    let Some(spec) = newest(Flavor::Redis) else {
+        return;
+    };
+    let server = Server::start(&spec, &[]);
+    let mut c = server.client();
+    c.ok(&["SET", "k", "on the target"]);
+    c.ok(&["SET", "k:staging", "from the source"]);
+    let proxy = FaultProxy::start(
+        server.addr(),
+        Box::new(|args| {
+            args[0]
+                .eq_ignore_ascii_case(b"ASKING")
+                .then(|| ("+OK\r\n".to_string(), None))
+        }),
+    );
+    let stats = runtime().block_on(async {
+        let mut cfg = fast_retries(&proxy.url());
+        cfg.policy.busykey = Conflict::Skip;
+        let mut w = Writer::connect(cfg).await.expect("connect");
+        let mut b = Vec::new();
+        for cmd in [&["RENAMENX", "k:staging", "k"][..], &["DEL", "k:staging"]] {
+            ferry::resp::encode_command(&mut b, &["ASKING"]);
+            ferry::resp::encode_command(&mut b, cmd);
+        }
+        w.send(Cmd {
+            db: Some(0),
+            bytes: Bytes::from(b),
+            n: 4,
+            tag: 1,
+            kind: CmdKind::Guard {
+                key: Bytes::from_static(b"k"),
+            },
+        })
+        .await
+        .expect("send");
+        w.flush().await.expect("flush");
+        w.stats()
+    });
+    assert_eq!(stats.skipped_total, 1, "{:?}", stats.skipped);
+    assert_eq!(stats.skipped[0].class, "BUSYKEY", "{:?}", stats.skipped);
+    assert_eq!(c.ok(&["GET", "k"]).as_bytes(), Some(&b"on the target"[..]));
+    assert_eq!(c.ok(&["EXISTS", "k:staging"]).as_int(), Some(0));
+}

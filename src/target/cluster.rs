@@ -940,8 +940,9 @@ impl ClusterWriter {
                                 resp::encode_command(&mut b, &[b"ASKING".as_slice()]);
                                 b.extend_from_slice(&bytes[r]);
                             }
-                            let key = k.key().cloned();
-                            (CmdKind::Data { key }, 2 * n)
+                            // The kind stays: the writer skips the ASKING replies where it
+                            // matters (reorder check, the guard's RENAMENX).
+                            (k, 2 * n)
                         }
                     };
                     Cmd {

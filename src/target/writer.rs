@@ -997,7 +997,14 @@ impl Writer {
                     });
                 }
                 self.check_db()?;
-                if matches!(k, CmdKind::Guard { .. }) && idx == 0 && int == Some(0) {
+                // The guard's RENAMENX: its first command, or its second after the router's
+                // ASKING (a guard redirected by ASK).
+                let renamenx = |w: &Self| {
+                    w.inflight.front().is_some_and(|e| {
+                        command_name(e.command(idx)).eq_ignore_ascii_case("RENAMENX")
+                    })
+                };
+                if matches!(k, CmdKind::Guard { .. }) && int == Some(0) && renamenx(self) {
                     self.judge(Class::BusyKey, "BUSYKEY", GUARD_REFUSED, idx)?;
                 }
                 let last = matches!(k, CmdKind::Transaction { .. }) && done;
