@@ -110,19 +110,35 @@ mod tests {
         }
     }
 
-    fn dir() -> PathBuf {
+    /// A directory of this test's own, removed when the test ends (even when it fails).
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn join(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir() -> Dir {
         let d = std::env::temp_dir().join(format!(
             "ferry-checkpoint-{}-{:?}",
             std::process::id(),
             std::thread::current().id()
         ));
         std::fs::create_dir_all(&d).unwrap();
-        d
+        Dir(d)
     }
 
     #[test]
     fn saved_then_taken_once() {
-        let p = dir().join("a");
+        let d = dir();
+        let p = d.join("a");
         save(&p, &cp()).unwrap();
         assert_eq!(
             take(&p, "127.0.0.1:6379", "127.0.0.1:6380").unwrap(),
@@ -134,7 +150,8 @@ mod tests {
 
     #[test]
     fn another_sync_s_checkpoint_is_kept_and_not_used() {
-        let p = dir().join("b");
+        let d = dir();
+        let p = d.join("b");
         save(&p, &cp()).unwrap();
         assert_eq!(take(&p, "127.0.0.1:6380", "127.0.0.1:6379").unwrap(), None);
         assert!(p.exists());

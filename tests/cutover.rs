@@ -247,6 +247,15 @@ fn a_difference_found_by_verify_aborts_unpauses_blue_and_keeps_the_forward_sync(
         log.contains("cutover step 2/7"),
         "blue was never paused:\n{log}"
     );
+    // The report the error names is there and names the key.
+    let report = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().contains("ferry-cutover-verify-"))
+        .unwrap_or_else(|| panic!("no verify report in {}:\n{log}", dir.path().display()));
+    assert!(log.contains(&report.display().to_string()), "{log}");
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(report.contains("\"k\""), "{report}");
     // Blue takes writes (a pause left in place would outlast the client's reply timeout,
     // since the cutover asked for a 600 s one), and the forward sync still carries them.
     blue.client().ok(&["SET", "k", "after"]);

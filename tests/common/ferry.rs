@@ -55,7 +55,13 @@ pub fn start(
 /// `ferry ARGV…` with `envs`; stdout and stderr to `log`.
 fn launch(argv: &[&str], envs: &[(&str, &str)], log: &Path, status: &str) -> Ferry {
     let out = std::fs::File::create(log).expect("ferry log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    // Whatever ferry puts in the temp dir (a spool, a cutover's verify report) lands in the
+    // test's own directory, removed with it, and a test can look at it there.
+    if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
+        cmd.env("TMPDIR", dir);
+    }
+    let child = cmd
         .args(argv)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
