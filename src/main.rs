@@ -391,8 +391,13 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
         tokio::select! {
             r = ferry::sync_cluster::run(opts, status.clone(), shutdown, source_cluster) => r.map(|_| ()).map_err(|e| e.to_string()),
             _ = stuck => {
+                // The last applied offset the sync published (only acknowledged commands
+                // count): a lower bound, the target may have acknowledged more since.
+                let s = status.snapshot();
                 tracing::warn!(
-                    "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged",
+                    applied_offset = s.stream.applied_offset,
+                    replid = s.replid.as_deref().unwrap_or("-"),
+                    "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged; last applied offset",
                     bound.as_secs_f64()
                 );
                 status.update(|s| s.set_phase(ferry::status::Phase::Stopped));

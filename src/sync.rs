@@ -813,15 +813,18 @@ async fn run_once(
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
-    let flushed = match tokio::time::timeout(opts.drain_timeout, writer.flush()).await {
-        Ok(r) => r,
+    // `drained`: false when the timeout cut the drain short. The target is then stuck
+    // (a retry that does not end, a reply that does not come): nothing more is sent to it,
+    // not even the deletion of the failover markers, which stay as a valid resume point.
+    let (flushed, drained) = match tokio::time::timeout(opts.drain_timeout, writer.flush()).await {
+        Ok(r) => (r, true),
         Err(_) => {
             warn!(
                 in_flight = writer.in_flight(),
                 "drain timeout ({:.0} s) reached: stopping with commands unacknowledged",
                 opts.drain_timeout.as_secs_f64()
             );
-            Ok(())
+            (Ok(()), false)
         }
     };
     // With a checkpoint file that cannot be written, a standalone target keeps its markers:
@@ -835,7 +838,8 @@ async fn run_once(
     );
     let keep_markers =
         (crash_markers || (opts.checkpoint.is_some() && pump.slots.is_some())) && blocker.is_some();
-    if flushed.is_ok()
+    if drained
+        && flushed.is_ok()
         && outcome.is_ok()
         && !keep_markers
         && (!pump.marker_dbs.is_empty() || pump.slots.is_some())
