@@ -266,10 +266,14 @@ fn watchdog_fails_a_hung_test_and_kills_its_servers() {
     if newest_server().is_none() {
         return;
     }
+    // The child exits without unwinding, so its server's directory stays: in here, which
+    // goes when this test ends.
+    let tmp = common::TempDir::new("watchdog-child");
     let t0 = Instant::now();
     let out = std::process::Command::new(std::env::current_exe().expect("this test binary"))
         .args(["--ignored", "--exact", "hangs_on_purpose", "--nocapture"])
         .env("FERRY_TEST_TIMEOUT", "3")
+        .env("TMPDIR", tmp.path())
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run the hanging test");
