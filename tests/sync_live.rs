@@ -485,16 +485,25 @@ fn resumes_from_a_checkpoint_after_a_clean_stop() {
     }
 }
 
-/// `[sync] uncompressed_snapshot = true`: the source writes ferry's snapshot without LZF
-/// (a compressible dataset arrives many times larger than with the source's default), and
-/// its `rdbcompression` is `yes` again afterwards. Without the option the same data comes
-/// compressed (so the first check can fail).
+/// `[sync] uncompressed_snapshot = true`: a diskless source writes ferry's snapshot without
+/// LZF (a compressible dataset arrives many times larger than with the source's default),
+/// and its `rdbcompression` is `yes` again afterwards. Without the option the same data
+/// comes compressed (so the first check can fail). A source that replicates through its
+/// dump file is left alone: that file stays compressed.
 #[test]
 fn an_uncompressed_snapshot_is_asked_for_and_the_setting_put_back() {
     let Some(spec) = common::require_server("redis-7.2") else {
         return;
     };
-    let source = Server::start(&spec, &["--repl-diskless-sync", "no"]);
+    let source = Server::start(
+        &spec,
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    );
     let mut c = source.client();
     let cmds: Vec<Vec<Vec<u8>>> = (0..3000)
         .map(|i| {
@@ -509,9 +518,14 @@ fn an_uncompressed_snapshot_is_asked_for_and_the_setting_put_back() {
     let raw: u64 = 3000 * 2400;
     let config = source.dir().join("uncompressed.toml");
     std::fs::write(&config, "[sync]\nuncompressed_snapshot = true\n").expect("config");
-    for uncompressed in [false, true] {
+    // (asked for uncompressed, the source diskless)
+    for (ask, diskless) in [(false, true), (true, true), (true, false)] {
+        if !diskless {
+            c.ok(&["CONFIG", "SET", "repl-diskless-sync", "no"]);
+        }
+        let uncompressed = ask && diskless;
         let target = Server::start(&spec, &[]);
-        let extra: Vec<&str> = if uncompressed {
+        let extra: Vec<&str> = if ask {
             vec!["--config", config.to_str().expect("utf-8")]
         } else {
             vec![]
@@ -519,11 +533,17 @@ fn an_uncompressed_snapshot_is_asked_for_and_the_setting_put_back() {
         let mut ferry = start_ferry(&source, &target, &extra);
         wait_consistent(&mut ferry, &source, Duration::from_secs(60));
         let status = get_status(&ferry.status).unwrap_or_default();
+        let log = ferry.log_text();
         stop_ferry(ferry);
         let total = status["snapshot"]["bytes_read"].as_u64().unwrap_or(0);
-        // A disk transfer announces its size; shown even when the snapshot took less
-        // than a status tick (it was null here before).
-        assert_eq!(status["snapshot"]["bytes_total"], total, "{status}");
+        if !diskless {
+            // A disk transfer announces its size: shown even when the snapshot took less
+            // than a status tick (it was null here before).
+            assert_eq!(status["snapshot"]["bytes_total"], total, "{status}");
+        }
+        if ask && !diskless {
+            assert!(log.contains("must stay compressed"), "{log}");
+        }
         if uncompressed {
             assert!(
                 total > raw,

@@ -98,8 +98,9 @@ pub struct ReplicaConfig {
     /// `PSYNC`, and `yes` again once the reply came (the source sends `+FULLRESYNC` in the
     /// event-loop turn in which it forks, or after, so it runs our `CONFIG SET yes` only
     /// once the child exists: the snapshot is written uncompressed). Only when it was
-    /// `yes`; a source that refuses `CONFIG` gets a warning and its own setting. Off by
-    /// default.
+    /// `yes` and the source replicates diskless (else its own dump file would be written
+    /// uncompressed); a source that refuses `CONFIG` gets a warning and its own setting.
+    /// Off by default.
     pub uncompressed_snapshot: bool,
     /// A connection on which nothing arrives for this long is dropped and re-established
     /// (a master pings its replicas every 10 s; it sends `\n` while it prepares a snapshot).
@@ -1069,6 +1070,24 @@ async fn compression_off(ep: &Endpoint, t: Duration) -> bool {
         }
     };
     if !was_on {
+        return false;
+    }
+    // A source that replicates through a file writes that snapshot to its own `dbfilename`:
+    // uncompressed, its dump would grow (by the data's compression ratio) and stay so until
+    // its next save. Only a diskless source (Redis 7's default) is asked.
+    let diskless: &[&[u8]] = &[b"CONFIG", b"GET", b"repl-diskless-sync"];
+    let diskless = match crate::admin::command(ep, diskless, t).await {
+        Ok(Frame::Array(a)) => a
+            .get(1)
+            .and_then(Frame::as_bytes)
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"yes")),
+        _ => false,
+    };
+    if !diskless {
+        tracing::warn!(
+            source = %ep.addr(),
+            "uncompressed_snapshot: the source writes replica snapshots to its own dump file              (repl-diskless-sync is not `yes`), which must stay compressed: the snapshot comes              as the source writes it"
+        );
         return false;
     }
     match crate::admin::command(ep, set, t).await {
