@@ -20,7 +20,8 @@
 #             source into an empty target; wall time from start to exit (fork, transfer,
 #             decode, apply), ferry's own "snapshot applied" time, and ferry's peak RSS.
 #   source  : `redis-cli --rdb` of the loaded source: how fast the source itself produces
-#             the snapshot ferry has to read (fork, serialisation, LZF) - the other limit
+#             the snapshot ferry has to read (fork, serialisation, LZF) - the other limit;
+#             without LZF when FERRY_BENCH_CONFIG sets uncompressed_snapshot = true
 # Printed: keys/s and MB/s (MB of RESP commands) for both, ferry / ceiling, and ferry /
 # the slower of the two limits (source snapshot, target ingest). Source, target and ferry
 # share the machine's cores, so neither limit is reachable exactly.
@@ -78,10 +79,19 @@ full_sync() { # DATASET
   "$CLI" -p "$sp" --pipe < "$file" >/dev/null
   rm -f "$file"
   # The other limit: the source producing the snapshot, read by redis-cli as fast as it can.
+  # With ferry's uncompressed_snapshot, the snapshot ferry gets is an uncompressed one: so
+  # is the one timed here.
+  local unc=""
+  if [ -n "${FERRY_BENCH_CONFIG:-}" ] &&
+     grep -Eq '^[[:space:]]*uncompressed_snapshot[[:space:]]*=[[:space:]]*true' "$FERRY_BENCH_CONFIG"; then
+    unc=1
+    "$CLI" -p "$sp" CONFIG SET rdbcompression no >/dev/null
+  fi
   local src_rdb0; src_rdb0=$(cpu_seconds "$spid")
   t0=$(now)
   "$CLI" -p "$sp" --rdb /dev/null >/dev/null 2>&1 || true  # it complains it cannot fsync /dev/null
   local rdb_s; rdb_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+  [ -z "$unc" ] || "$CLI" -p "$sp" CONFIG SET rdbcompression yes >/dev/null
   # The snapshot child of that read must be gone: else ferry's PSYNC waits for the source's
   # next replication cron (up to 1 s) to fork again, and the child's CPU lands in ferry's run.
   child_reaped "$sp"
