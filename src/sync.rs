@@ -589,8 +589,7 @@ async fn run_once(
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
-                info!("stopping: draining what is in flight (at most {:.0} s)", opts.drain_timeout.as_secs_f64());
-                notifier.send("STOPPING=1");
+                announce_stop(&opts, &notifier);
                 break Ok(());
             }
             _ = tick.tick() => {
@@ -607,7 +606,25 @@ async fn run_once(
                 // A cluster target: also when idle, so that its slot map is read again
                 // every `cluster_refresh_ms` and a failover is seen without a write.
                 if writer.in_flight() > 0 || writer.is_cluster() {
-                    writer.flush().await.map_err(|e| SyncError::Target(e.to_string()))?;
+                    // A standalone target that does not answer holds this wait: a stop is
+                    // still seen here (that writer's flush keeps its state in itself, so
+                    // the drain below resumes it). The cluster router's is not cut short.
+                    let flushed = if writer.is_cluster() {
+                        Some(writer.flush().await)
+                    } else {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.changed() => None,
+                            r = writer.flush() => Some(r),
+                        }
+                    };
+                    match flushed {
+                        Some(r) => r.map_err(|e| SyncError::Target(e.to_string()))?,
+                        None => {
+                            announce_stop(&opts, &notifier);
+                            break Ok(());
+                        }
+                    }
                 }
                 let a = pump.applied(&writer);
                 if snapshot.is_none() {
@@ -909,6 +926,15 @@ async fn run_once(
         applied_offset: a,
         replid,
     })
+}
+
+/// The log line and systemd notice of a stop signal.
+fn announce_stop(opts: &SyncOptions, notifier: &crate::notify::Notifier) {
+    info!(
+        "stopping: draining what is in flight (at most {:.0} s)",
+        opts.drain_timeout.as_secs_f64()
+    );
+    notifier.send("STOPPING=1");
 }
 
 /// Why a clean stop cannot save an exact resume point (`None`: it can): the stream phase

@@ -1324,3 +1324,54 @@ fn a_cluster_url_listing_several_nodes_passes_over_a_dead_one_redis_7_2() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SIGTERM while every master of a cluster target is frozen (SIGSTOP): the cluster router's
+/// wait for replies is not cut short, so the process's own bound (drain_timeout + 5 s)
+/// ends ferry, with exit 0 and a warning that still gives the last applied offset.
+#[test]
+fn a_stop_while_a_cluster_target_hangs_ends_at_the_bound_with_an_offset_redis_7_2() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(spec) = require_server("redis-7.2") else {
+        return;
+    };
+    let cluster = Cluster::start(&spec, 3, 0);
+    let source = Server::start(&spec, &[]);
+    source.client().ok(&["SET", "a", "1"]);
+    let dir = TempDir::new("cluster-stuck-stop");
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(&cfg, "[sync]\ndrain_timeout = 1.0\n").unwrap();
+    let cfg = cfg.to_str().expect("utf-8 path");
+    let mut ferry = ferry_proc::start(
+        &source.url(),
+        &cluster.url(),
+        dir.path(),
+        &["--config", cfg],
+    );
+    ferry_proc::wait_consistent(&mut ferry, offset(&source), SYNC_TIMEOUT);
+
+    struct Resume(Vec<u32>);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            for &pid in &self.0 {
+                signal("-CONT", pid);
+            }
+        }
+    }
+    let masters: Vec<u32> = cluster.current_masters().iter().map(|s| s.pid()).collect();
+    for &pid in &masters {
+        signal("-STOP", pid);
+    }
+    let _resume = Resume(masters);
+    for i in 0..30 {
+        source.client().ok(&["SET", &format!("k{i}"), "v"]);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let log = ferry.log.clone();
+    let code = ferry.stop(Duration::from_secs(60));
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(code.success(), "ferry exited with {code}:\n{log}");
+    assert!(
+        log.contains("still draining") && log.contains("last applied offset"),
+        "{log}"
+    );
+}
