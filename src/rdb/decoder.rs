@@ -1221,9 +1221,18 @@ impl Decoder {
             }
             Some(z) => {
                 self.lzf_out.clear();
+                // An error is placed at its instruction: where this piece starts depends on
+                // how the bytes arrived, the instruction does not.
+                let before = z.consumed();
                 let used = z
                     .feed(&input[pos..pos + n], &mut self.lzf_out)
-                    .map_err(|e| corrupt(pos, format!("LZF data: {e}")))?;
+                    .map_err(|e| {
+                        let at = pos.saturating_add(
+                            usize::try_from((e.offset as u64).saturating_sub(before))
+                                .unwrap_or(usize::MAX),
+                        );
+                        corrupt(at.min(pos + n), format!("LZF data: {e}"))
+                    })?;
                 big.left -= used as u64;
                 if used == 0 {
                     if n as u64 == big.left {

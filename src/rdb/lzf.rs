@@ -289,6 +289,11 @@ impl LzfStream {
         }
     }
 
+    /// Compressed bytes taken so far: the blob offset where the next piece starts.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
     /// Blob offset of `ip` within the current piece.
     fn offset(&self, ip: usize) -> usize {
         usize::try_from(self.consumed)

@@ -467,3 +467,25 @@ fn a_big_hash_value_keeps_its_integer_field_name() {
         ])
     );
 }
+
+#[test]
+fn a_corrupt_lzf_string_is_reported_at_the_same_offset_whole_and_split() {
+    // Found by `cargo fuzz run rdb`: a list whose fourth element is an LZF string that
+    // does not decompress; read whole the error named offset 19, fed 7 bytes at a time 21.
+    let data: &[u8] = b"REDIS0010\x01\x00\x20\x00\x00\x00\xc3\x0e\x64\x04\x00\x20\x00\x00\x00\
+        \x0e\x64\x04\x00\x00\xdb\x28\x20qqqqqqqqqqqq\x00\x00\x00\x64";
+    let cfg = DecoderConfig {
+        chunk_threshold: 32,
+        raw_capture_max: 4096,
+        ..Default::default()
+    };
+    let whole = collect(data, cfg.clone()).unwrap_err();
+    for split in 1..=data.len() {
+        let parts = collect_split(data, cfg.clone(), |_| split).unwrap_err();
+        assert_eq!(
+            whole.offset, parts.offset,
+            "split {split}: {whole} vs {parts}"
+        );
+        assert_eq!(whole.to_string(), parts.to_string(), "split {split}");
+    }
+}
