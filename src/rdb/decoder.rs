@@ -1612,8 +1612,10 @@ impl Decoder {
         self.blob.clear();
         match ulen {
             None => std::mem::swap(&mut self.blob, &mut self.blob_in),
+            // Reported after the blob, as every error in a gathered blob (see start_walk):
+            // the place of its last piece depends on how the bytes arrived.
             Some(ulen) => lzf::decompress(&self.blob_in, &mut self.blob, ulen as usize)
-                .map_err(|e| corrupt(pos, format!("LZF-compressed encoded value: {e}")))?,
+                .map_err(|e| corrupt(pos + n, format!("LZF-compressed encoded value: {e}")))?,
         }
         self.start_walk(walk, quick, pos + n)
     }
