@@ -45,6 +45,7 @@ pub async fn calls(
         s.write_all(&out)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
+        s.flush().await.map_err(|e| format!("{addr}: {e}"))?;
         let want = cmds.len() + usize::from(auth) + usize::from(select.is_some());
         let mut buf = Vec::new();
         let mut replies = Vec::new();

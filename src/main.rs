@@ -392,14 +392,23 @@ fn sync(args: ferry::cli::SyncArgs, reverse: Option<(ferry::cli::ReverseMode, bo
             r = ferry::sync_cluster::run(opts, status.clone(), shutdown, source_cluster) => r.map(|_| ()).map_err(|e| e.to_string()),
             _ = stuck => {
                 // The last applied offset the sync published (only acknowledged commands
-                // count): a lower bound, the target may have acknowledged more since.
+                // count): a lower bound, the target may have acknowledged more since. It
+                // means something only for one source in its stream phase (a cluster
+                // source's shards each have their own; see /status before the stop).
                 let s = status.snapshot();
-                tracing::warn!(
-                    applied_offset = s.stream.applied_offset,
-                    replid = s.replid.as_deref().unwrap_or("-"),
-                    "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged; last applied offset",
+                let msg = format!(
+                    "still draining {:.0} s after the stop signal (the target does not answer): exiting with commands unacknowledged",
                     bound.as_secs_f64()
                 );
+                if s.shards.is_empty() && matches!(s.phase, ferry::status::Phase::Stream) {
+                    tracing::warn!(
+                        applied_offset = s.stream.applied_offset,
+                        replid = s.replid.as_deref().unwrap_or("-"),
+                        "{msg}; last applied offset"
+                    );
+                } else {
+                    tracing::warn!("{msg}");
+                }
                 status.update(|s| s.set_phase(ferry::status::Phase::Stopped));
                 Ok(())
             }

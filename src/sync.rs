@@ -810,6 +810,9 @@ async fn run_once(
                         pump.rewind(offset);
                         pump.replid = Some(id.clone());
                         st.replid = Some(id.clone());
+                        // A resume (checkpoint, markers) or a source that failed over: the
+                        // history /status names is this one.
+                        status.update(|s| s.replid = Some(id.clone()));
                         info!(replid = %id, offset, "partial resync accepted: continuing the stream");
                         replid = Some(id);
                     }

@@ -419,6 +419,14 @@ fn resumes_from_a_checkpoint_after_a_clean_stop() {
         1,
         "no second full sync"
     );
+    // /status names the history it continues (it was null after a resume).
+    let replid = c.info("replication").get("master_replid").cloned();
+    let status = get_status(&ferry.status).unwrap_or_default();
+    assert_eq!(
+        status["replid"].as_str().map(str::to_string),
+        replid,
+        "{status}"
+    );
     counters(&mut c, 10);
     wait_consistent(&mut ferry, &source, Duration::from_secs(60));
     let dbs = [0, 1, 2, 3, 5];

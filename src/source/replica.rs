@@ -769,7 +769,8 @@ async fn write_loop(
                 next_tick = Instant::now() + period;
             }
         }
-        if wr.write_all(&out).await.is_err() {
+        // (the flush sends what TLS may still hold of it)
+        if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
             return;
         }
     }
@@ -1077,18 +1078,29 @@ async fn compression_off(ep: &Endpoint, t: Duration) -> bool {
     // its next save. Only a diskless source (Redis 7's default) is asked.
     let diskless: &[&[u8]] = &[b"CONFIG", b"GET", b"repl-diskless-sync"];
     let diskless = match crate::admin::command(ep, diskless, t).await {
-        Ok(Frame::Array(a)) => a
-            .get(1)
-            .and_then(Frame::as_bytes)
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"yes")),
-        _ => false,
+        Ok(Frame::Array(a)) => a.get(1).and_then(Frame::as_bytes).map(|v| v.to_vec()),
+        _ => None,
     };
-    if !diskless {
-        tracing::warn!(
-            source = %ep.addr(),
-            "uncompressed_snapshot: the source writes replica snapshots to its own dump file              (repl-diskless-sync is not `yes`), which must stay compressed: the snapshot comes              as the source writes it"
-        );
-        return false;
+    match diskless.as_deref() {
+        Some(v) if v.eq_ignore_ascii_case(b"yes") => {}
+        Some(_) => {
+            tracing::warn!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: the source writes replica snapshots to its own dump \
+                 file (repl-diskless-sync is not `yes`), which must stay compressed: the \
+                 snapshot comes as the source writes it"
+            );
+            return false;
+        }
+        None => {
+            tracing::warn!(
+                source = %ep.addr(),
+                "uncompressed_snapshot: cannot read repl-diskless-sync, so the source may \
+                 write replica snapshots to its own dump file, which must stay compressed: \
+                 the snapshot comes as the source writes it"
+            );
+            return false;
+        }
     }
     match crate::admin::command(ep, set, t).await {
         Ok(_) => {
@@ -1209,7 +1221,11 @@ impl Conn {
         let name = String::from_utf8_lossy(args[0]).into_owned();
         let mut out = Vec::new();
         encode_command(&mut out, args);
-        match timeout(idle, self.stream.write_all(&out)).await {
+        let send = async {
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await
+        };
+        match timeout(idle, send).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Failure::Lost(format!("sending {name}: {e}"))),
             Err(_) => return Err(Failure::Lost(format!("sending {name} took over {idle:?}"))),

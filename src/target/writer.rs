@@ -885,7 +885,29 @@ impl Writer {
                 }
             }
         }
-        Ok(())
+        // TLS counts bytes as written once its session holds them, and keeps the records
+        // the socket could not take yet until the next write or a flush: without this,
+        // the last commands before a wait for replies could sit there until the reply
+        // timeout. A no-op for plain TCP.
+        match tokio::time::timeout(self.cfg.reply_timeout, self.stream.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Err(_) => {
+                let e = TargetError::WriteTimeout {
+                    target: self.target.clone(),
+                    timeout: self.cfg.reply_timeout,
+                    in_flight: self.inflight_cmds,
+                };
+                Err(self.stop(e))
+            }
+            Ok(Err(source)) => {
+                let e = TargetError::Io {
+                    target: self.target.clone(),
+                    in_flight: self.inflight_cmds,
+                    source,
+                };
+                Err(self.stop(e))
+            }
+        }
     }
 
     /// Reads what the socket has (waiting up to `reply_timeout`) into the buffer.
