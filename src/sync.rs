@@ -365,13 +365,12 @@ impl RunState {
         let mut seeds = vec![ep.clone()];
         seeds.extend(self.masters.iter().cloned());
         // The other nodes the URL listed, after those the run has seen.
-        for (host, port) in &ep.seeds {
-            let mut s = ep.clone();
-            s.host = host.clone();
-            s.port = *port;
-            s.seeds.clear();
-            seeds.push(s);
-        }
+        seeds.extend(ep.seeds.iter().map(|(host, port)| {
+            ep.node(&crate::cluster::NodeAddr {
+                host: host.clone(),
+                port: *port,
+            })
+        }));
         seeds
     }
 }
@@ -932,7 +931,7 @@ async fn run_once(
 }
 
 /// The log line and systemd notice of a stop signal.
-fn announce_stop(opts: &SyncOptions, notifier: &crate::notify::Notifier) {
+fn announce_stop(opts: &SyncOptions, notifier: &Notifier) {
     info!(
         "stopping: draining what is in flight (at most {:.0} s)",
         opts.drain_timeout.as_secs_f64()

@@ -1247,16 +1247,7 @@ fn a_batch_redirected_by_ask_goes_in_whole_redis_7_2() {
 
     let source = Server::start(&spec, &[]);
     let mut c = source.client();
-    let cmds: Vec<Vec<Vec<u8>>> = (0..300)
-        .map(|i| {
-            vec![
-                b"SET".to_vec(),
-                format!("{{mig}}:{i}").into_bytes(),
-                format!("v{i}").into_bytes(),
-            ]
-        })
-        .collect();
-    c.pipeline_ok(&cmds);
+    c.set_many((0..300).map(|i| (format!("{{mig}}:{i}"), format!("v{i}"))));
     let dir = TempDir::new("cluster-ask");
     let mut ferry = ferry_proc::start(&source.url(), &cluster.url(), dir.path(), &["--once"]);
     let (code, log) = ferry_proc::wait_exit(&mut ferry, SYNC_TIMEOUT);
@@ -1285,16 +1276,7 @@ fn a_cluster_url_listing_several_nodes_passes_over_a_dead_one_redis_7_2() {
     let cluster = Cluster::start(&spec, 3, 0);
     let source = Server::start(&spec, &[]);
     let mut c = source.client();
-    let cmds: Vec<Vec<Vec<u8>>> = (0..2000)
-        .map(|i| {
-            vec![
-                b"SET".to_vec(),
-                format!("k:{i}").into_bytes(),
-                format!("v{i}").into_bytes(),
-            ]
-        })
-        .collect();
-    c.pipeline_ok(&cmds);
+    c.set_many((0..2000).map(|i| (format!("k:{i}"), format!("v{i}"))));
     let dead = common::ferry::free_port();
     let nodes: Vec<String> = cluster
         .current_masters()

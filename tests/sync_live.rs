@@ -513,16 +513,7 @@ fn an_uncompressed_snapshot_is_asked_for_and_the_setting_put_back() {
         ],
     );
     let mut c = source.client();
-    let cmds: Vec<Vec<Vec<u8>>> = (0..3000)
-        .map(|i| {
-            vec![
-                b"SET".to_vec(),
-                format!("text:{i}").into_bytes(),
-                format!("{i:06}").repeat(400).into_bytes(),
-            ]
-        })
-        .collect();
-    c.pipeline_ok(&cmds);
+    c.set_many((0..3000).map(|i| (format!("text:{i}"), format!("{i:06}").repeat(400))));
     let raw: u64 = 3000 * 2400;
     let config = source.dir().join("uncompressed.toml");
     std::fs::write(&config, "[sync]\nuncompressed_snapshot = true\n").expect("config");

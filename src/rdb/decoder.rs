@@ -1227,11 +1227,9 @@ impl Decoder {
                 let used = z
                     .feed(&input[pos..pos + n], &mut self.lzf_out)
                     .map_err(|e| {
-                        let at = pos.saturating_add(
-                            usize::try_from((e.offset as u64).saturating_sub(before))
-                                .unwrap_or(usize::MAX),
-                        );
-                        corrupt(at.min(pos + n), format!("LZF data: {e}"))
+                        // Within this piece: the stream counts from where it starts.
+                        let ip = (e.offset as u64).saturating_sub(before).min(n as u64);
+                        corrupt(pos + ip as usize, format!("LZF data: {e}"))
                     })?;
                 big.left -= used as u64;
                 if used == 0 {

@@ -213,6 +213,15 @@ impl Client {
             .collect()
     }
 
+    /// `SET key value` for each pair, in one pipeline ([`Client::pipeline_ok`]).
+    pub fn set_many(&mut self, pairs: impl IntoIterator<Item = (String, String)>) {
+        let cmds: Vec<Vec<Vec<u8>>> = pairs
+            .into_iter()
+            .map(|(k, v)| vec![b"SET".to_vec(), k.into_bytes(), v.into_bytes()])
+            .collect();
+        self.pipeline_ok(&cmds);
+    }
+
     /// [`Client::pipeline`] that panics on the first error reply, showing its command.
     pub fn pipeline_ok(&mut self, cmds: &[Vec<Vec<u8>>]) -> Vec<Reply> {
         let replies = self.pipeline(cmds);
